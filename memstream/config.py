@@ -1,0 +1,135 @@
+"""Settings: ``MEMSTREAM_*`` environment variables and an optional TOML file.
+
+One ``Settings`` object is built at the edge (CLI, worker, service) and passed down
+explicitly; nothing reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated host:port list.")
+    messages_topic: str = "memstream.messages"
+    jobs_topic: str = "memstream.jobs"
+    memories_topic: str = "memstream.memories"
+    dlq_topic: str = "memstream.dlq"
+    partitions: int = Field(8, ge=1, le=1024, description="Partitions of every memstream topic.")
+    replication_factor: int = Field(1, ge=1)
+    messages_retention_ms: int = Field(
+        -1, description="-1 keeps raw messages forever: the log rebuilds re-derive from."
+    )
+    memories_retention_ms: int = Field(-1, description="-1 keeps memory events forever.")
+    dlq_retention_ms: int = Field(30 * 24 * 3600 * 1000, description="Dead letters: 30 days.")
+    jobs_retention_ms: int = Field(7 * 24 * 3600 * 1000, description="Jobs: 7 days.")
+    max_message_bytes: int = Field(64 * 1024, ge=1024, description="Larger inputs go to the DLQ.")
+
+
+class WindowSettings(BaseModel):
+    """When a user's open window closes and becomes one consolidation job."""
+
+    max_messages: int = Field(30, ge=1, le=1000)
+    max_tokens: int = Field(2048, ge=16)
+    idle_seconds: float = Field(300.0, gt=0, description="Gap after the last message.")
+    max_age_seconds: float = Field(3600.0, gt=0, description="Age of the first message.")
+    tick_seconds: float = Field(2.0, gt=0, description="How often idle/aged windows are checked.")
+    max_future_skew_seconds: float = Field(
+        86400.0, ge=0, description="sent_at further ahead of the worker clock is rejected."
+    )
+
+
+class WorkerSettings(BaseModel):
+    app_id: str = Field("memstream", description="Faust app id: consumer group and table prefix.")
+    web_port: int = Field(6066, ge=0, le=65535, description="Faust web port (0 = pick a free one).")
+    ingest_batch: int = Field(500, ge=1, description="Messages validated and windowed per batch.")
+    ingest_batch_seconds: float = Field(0.2, gt=0)
+    standby_replicas: int = Field(1, ge=0)
+    broker_session_timeout: float = Field(10.0, gt=0)
+    broker_rebalance_timeout: float = Field(10.0, gt=0)
+    shutdown_drain_seconds: float = Field(
+        30.0, ge=0, description="Time allowed to consolidate open windows at graceful shutdown."
+    )
+    min_content_chars: int = Field(
+        3, ge=0, description="LLM-free mode: shorter user messages are trivial."
+    )
+
+
+class StoreSettings(BaseModel):
+    backend: Literal["sqlite", "elasticsearch"] = "sqlite"
+    sqlite_path: Path | None = Field(None, description="Default: DATA_DIR/memstream.db.")
+    elasticsearch_url: str = "http://127.0.0.1:9200"
+    elasticsearch_api_key: str | None = None
+    index_prefix: str = Field("memstream-memories", pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    request_timeout: float = Field(30.0, gt=0)
+
+
+class EmbedderSettings(BaseModel):
+    backend: Literal["onnx-minilm"] = "onnx-minilm"
+    batch_size: int = Field(64, ge=1, le=1024)
+    max_tokens: int = Field(256, ge=16, le=512)
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    default_top_k: int = Field(20, ge=1, le=200)
+    max_top_k: int = Field(200, ge=1, le=1000)
+    recall_k: int = Field(100, ge=1, le=1000, description="Candidates per recall channel.")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MEMSTREAM_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    data_dir: Path = Field(Path("./data"), description="Where the embedded store lives.")
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    window: WindowSettings = Field(default_factory=WindowSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+
+    #: Set by :meth:`load`; a TOML file read before the environment.
+    _config_file: ClassVar[Path | None] = None
+
+    @model_validator(mode="after")
+    def _defaults(self) -> Settings:
+        if self.store.sqlite_path is None:
+            self.store.sqlite_path = self.data_dir / "memstream.db"
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls._config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._config_file))
+        return tuple(sources)
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
+        """Build settings: explicit overrides > environment > TOML file > defaults."""
+        if config_file is not None and not config_file.is_file():
+            raise FileNotFoundError(f"config file not found: {config_file}")
+        scoped = type("_Settings", (cls,), {"_config_file": config_file})
+        loaded = scoped(**overrides)
+        return cls.model_validate(loaded.model_dump())

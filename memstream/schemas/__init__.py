@@ -1,0 +1,32 @@
+"""Schemas imported by every part: the contracts at each process boundary."""
+
+from memstream.schemas.common import Id, Timestamp, Vector, utcnow
+from memstream.schemas.dlq import DeadLetter, DlqReason
+from memstream.schemas.events import MemoryEvent, MemoryEventType
+from memstream.schemas.jobs import ConsolidationJob, Job, WindowTrigger, job_id_for
+from memstream.schemas.memory import EventTime, MemoryNode, MemoryType, StoreStatus, memory_id
+from memstream.schemas.messages import ChatMessage, Role, split_user_key, user_key
+
+__all__ = [
+    "ChatMessage",
+    "ConsolidationJob",
+    "DeadLetter",
+    "DlqReason",
+    "EventTime",
+    "Id",
+    "Job",
+    "MemoryEvent",
+    "MemoryEventType",
+    "MemoryNode",
+    "MemoryType",
+    "Role",
+    "StoreStatus",
+    "Timestamp",
+    "Vector",
+    "WindowTrigger",
+    "job_id_for",
+    "memory_id",
+    "split_user_key",
+    "user_key",
+    "utcnow",
+]

@@ -1,0 +1,50 @@
+"""Jobs on ``memstream.jobs``: everything that changes one user's memories, serialised per key."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from memstream.schemas.common import Id, utcnow
+from memstream.schemas.messages import ChatMessage, user_key
+
+
+class WindowTrigger(StrEnum):
+    """Why a window closed (a metrics label and an audit fact)."""
+
+    max_messages = "max_messages"
+    max_tokens = "max_tokens"
+    idle_gap = "idle_gap"
+    max_age = "max_age"
+    shutdown = "shutdown"
+
+
+class ConsolidationJob(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    job_type: Literal["consolidate"] = "consolidate"
+    job_id: str
+    owner_id: Id
+    user_id: Id
+    window_no: int = Field(ge=0)
+    trigger: WindowTrigger
+    messages: list[ChatMessage] = Field(min_length=1)
+    opened_at: datetime
+    closed_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def key(self) -> str:
+        return user_key(self.owner_id, self.user_id)
+
+
+Job = Annotated[ConsolidationJob, Field(discriminator="job_type")]
+
+
+def job_id_for(owner_id: str, user_id: str, message_ids: list[str]) -> str:
+    """Same messages, same job id: a re-emitted window is recognisably the same job."""
+    material = "\x1f".join([owner_id, user_id, *message_ids])
+    return hashlib.blake2b(material.encode("utf-8"), digest_size=12).hexdigest()

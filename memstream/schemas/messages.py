@@ -1,0 +1,94 @@
+"""The input contract: one chat message as producers put it on ``memstream.messages``."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from memstream.schemas.common import Id, Timestamp
+
+#: Largest ``content`` accepted, in characters. Longer texts are documents, not chat turns.
+MAX_CONTENT_CHARS = 16_000
+MAX_METADATA_KEYS = 32
+MAX_METADATA_VALUE_CHARS = 1_000
+
+MetadataValue = str | int | float | bool | None
+LanguageTag = Annotated[
+    str, StringConstraints(pattern=r"^[a-zA-Z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$", max_length=35)
+]
+
+
+class Role(StrEnum):
+    user = "user"
+    assistant = "assistant"
+    system = "system"
+
+
+class ChatMessage(BaseModel):
+    """One chat turn. Producers key it by ``owner_id/user_id`` (see docs/producers.md)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "schema_version": 1,
+                    "message_id": "m-000123",
+                    "owner_id": "acme-assistant",
+                    "user_id": "u-42",
+                    "role": "user",
+                    "speaker": "Alice",
+                    "content": "I just joined Meituan as a data engineer.",
+                    "sent_at": "2024-07-10T09:30:00+08:00",
+                    "conversation_id": "c-7",
+                    "language": "en",
+                    "metadata": {"channel": "app"},
+                }
+            ]
+        },
+    )
+
+    schema_version: Literal[1] = Field(1, description="Version of this contract.")
+    message_id: Id = Field(description="Unique per owner; a re-sent message keeps its id.")
+    owner_id: Id = Field(description="Whose memory space: the app, assistant or tenant.")
+    user_id: Id = Field(description="The person the memory is about.")
+    role: Role = Field(description="Only `user` turns become memories; others give context.")
+    speaker: Annotated[str, StringConstraints(max_length=200)] | None = Field(
+        None, description="Display name of the speaker, used in insight texts."
+    )
+    content: Annotated[str, StringConstraints(max_length=MAX_CONTENT_CHARS)] = Field(
+        description="The message text (empty or trivial texts are accepted and not remembered)."
+    )
+    sent_at: Timestamp = Field(description="When the message was sent, ISO 8601 with timezone.")
+    conversation_id: Id | None = None
+    language: LanguageTag | None = Field(None, description="BCP 47 tag, e.g. `en`, `zh-CN`.")
+    metadata: dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=64)], MetadataValue
+    ] = Field(default_factory=dict, max_length=MAX_METADATA_KEYS)
+
+    @field_validator("metadata")
+    @classmethod
+    def _small_values(cls, value: dict[str, MetadataValue]) -> dict[str, MetadataValue]:
+        for key, item in value.items():
+            if isinstance(item, str) and len(item) > MAX_METADATA_VALUE_CHARS:
+                raise ValueError(f"metadata[{key!r}] is longer than {MAX_METADATA_VALUE_CHARS}")
+        return value
+
+    @property
+    def key(self) -> str:
+        """The Kafka key and table key of this message's memory subject."""
+        return user_key(self.owner_id, self.user_id)
+
+
+def user_key(owner_id: str, user_id: str) -> str:
+    return f"{owner_id}/{user_id}"
+
+
+def split_user_key(key: str) -> tuple[str, str]:
+    owner_id, sep, user_id = key.partition("/")
+    if not sep or not owner_id or not user_id:
+        raise ValueError(f"not an owner/user key: {key!r}")
+    return owner_id, user_id

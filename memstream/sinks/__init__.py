@@ -1,0 +1,27 @@
+"""Stores: one interface (:class:`MemoryStore`), one file per backend."""
+
+from __future__ import annotations
+
+from memstream.config import StoreSettings
+from memstream.sinks.base import Hit, MemoryFilter, MemoryStore, WriteResult
+
+
+def open_store(settings: StoreSettings, *, dimensions: int) -> MemoryStore:
+    """The configured backend (not yet opened: use ``async with``)."""
+    if settings.backend == "sqlite":
+        from memstream.sinks.sqlite import SQLiteStore
+
+        assert settings.sqlite_path is not None, "Settings fills sqlite_path from data_dir"
+        return SQLiteStore(settings.sqlite_path)
+    from memstream.sinks.elasticsearch import ElasticsearchStore
+
+    return ElasticsearchStore(
+        settings.elasticsearch_url,
+        dimensions=dimensions,
+        prefix=settings.index_prefix,
+        api_key=settings.elasticsearch_api_key,
+        request_timeout=settings.request_timeout,
+    )
+
+
+__all__ = ["Hit", "MemoryFilter", "MemoryStore", "WriteResult", "open_store"]

@@ -1,0 +1,107 @@
+"""The store interface every backend implements; one contract test suite runs against all."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import numpy as np
+import numpy.typing as npt
+
+from memstream.schemas.memory import MemoryNode, MemoryType, StoreStatus
+
+#: What recall looks at unless told otherwise: MemoryScope recalls valid memories only.
+VALID_ONLY: tuple[StoreStatus, ...] = (StoreStatus.valid,)
+ALL_TYPES: tuple[MemoryType, ...] = tuple(MemoryType)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """``applied`` were newer than what the store had; ``stale`` were equal or older (no-op)."""
+
+    applied: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Hit:
+    node: MemoryNode
+    score: float
+
+
+@dataclass(frozen=True)
+class MemoryFilter:
+    types: tuple[MemoryType, ...] = ALL_TYPES
+    statuses: tuple[StoreStatus, ...] = VALID_ONLY
+
+
+class MemoryStore(ABC):
+    """A memory index. Writes are idempotent and version-gated: only a higher version lands."""
+
+    backend: str
+
+    async def __aenter__(self) -> MemoryStore:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect, and create the schema/index if it does not exist yet."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def upsert(self, nodes: Sequence[MemoryNode]) -> WriteResult:
+        """Write each node unless the store holds the same id at an equal or higher version."""
+
+    @abstractmethod
+    async def get(self, owner_id: str, user_id: str, memory_id: str) -> MemoryNode | None: ...
+
+    @abstractmethod
+    async def list_memories(
+        self,
+        owner_id: str,
+        user_id: str,
+        flt: MemoryFilter = MemoryFilter(),
+        *,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[MemoryNode]:
+        """Newest message time first."""
+
+    @abstractmethod
+    async def count(
+        self, owner_id: str | None = None, user_id: str | None = None, flt: MemoryFilter | None = None
+    ) -> int:
+        """Memories of one user, one owner, or all (``flt=None``: any type and status)."""
+
+    @abstractmethod
+    async def search_vector(
+        self,
+        owner_id: str,
+        user_id: str,
+        vector: npt.NDArray[np.float32],
+        k: int,
+        flt: MemoryFilter = MemoryFilter(),
+    ) -> list[Hit]:
+        """Top-k by cosine similarity (score in [-1, 1]), best first."""
+
+    @abstractmethod
+    async def search_text(
+        self, owner_id: str, user_id: str, text: str, k: int, flt: MemoryFilter = MemoryFilter()
+    ) -> list[Hit]:
+        """Top-k by BM25 (score > 0, higher is better), best first."""
+
+    async def refresh(self) -> None:
+        """Make completed writes visible to searches (a no-op where they already are)."""

@@ -1,0 +1,1 @@
+"""Topics, the input codec and producers: how records get onto and off the log."""

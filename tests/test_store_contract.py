@@ -1,0 +1,149 @@
+"""One contract, both stores: SQLite on a temp file, Elasticsearch on noida-db."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from memstream.embedder import Embedder
+from memstream.schemas import MemoryNode, MemoryType, StoreStatus, memory_id
+from memstream.sinks.base import MemoryFilter, MemoryStore
+
+T0 = datetime(2024, 7, 10, 9, 30, tzinfo=UTC)
+
+
+def node(
+    embedder: Embedder,
+    text: str,
+    *,
+    owner: str = "app",
+    user: str = "alice",
+    n: int = 0,
+    version: int = 1,
+    status: StoreStatus = StoreStatus.valid,
+    mtype: MemoryType = MemoryType.observation,
+) -> MemoryNode:
+    when = T0 + timedelta(hours=n)
+    return MemoryNode(
+        memory_id=memory_id(owner, user, [f"m{n}"], 0),
+        owner_id=owner,
+        user_id=user,
+        memory_type=mtype,
+        content=text,
+        store_status=status,
+        message_time=when,
+        valid_from=when,
+        recorded_at=when,
+        source_message_ids=[f"m{n}"],
+        version=version,
+        vector=embedder.embed_one(text).tolist(),
+        embedding_model=embedder.model_id,
+    )
+
+
+async def test_roundtrip_keeps_every_field(store: MemoryStore, embedder: Embedder) -> None:
+    original = node(embedder, "I work at Alibaba as an engineer")
+    result = await store.upsert([original])
+    assert result.applied == [original.memory_id] and result.stale == []
+    got = await store.get("app", "alice", original.memory_id)
+    assert got is not None
+    assert got.model_dump(exclude={"vector"}) == original.model_dump(exclude={"vector"})
+    assert got.vector is not None and original.vector is not None
+    assert np.allclose(got.vector, original.vector, atol=1e-6)
+    assert await store.get("app", "bob", original.memory_id) is None, "scoped to its user"
+    assert await store.get("app", "alice", "no-such-id") is None
+
+
+async def test_writes_are_version_gated(store: MemoryStore, embedder: Embedder) -> None:
+    v1 = node(embedder, "I live in Hangzhou", version=1)
+    v2 = v1.model_copy(update={"content": "I live in Beijing", "version": 2})
+    assert (await store.upsert([v2])).applied == [v1.memory_id]
+    replayed = await store.upsert([v1, v2])
+    assert replayed.applied == [] and sorted(replayed.stale) == [v1.memory_id] * 2
+    got = await store.get("app", "alice", v1.memory_id)
+    assert got is not None and got.content == "I live in Beijing" and got.version == 2
+    assert await store.count("app", "alice") == 1
+
+
+async def test_list_filters_orders_and_pages(store: MemoryStore, embedder: Embedder) -> None:
+    nodes = [node(embedder, f"fact number {i}", n=i) for i in range(5)]
+    nodes.append(node(embedder, "old fact", n=10, status=StoreStatus.expired))
+    nodes.append(node(embedder, "The job of alice: engineer", n=11, mtype=MemoryType.insight))
+    nodes.append(node(embedder, "someone else's fact", user="bob", n=12))
+    await store.upsert(nodes)
+    await store.refresh()
+
+    valid = await store.list_memories("app", "alice")
+    assert [m.content for m in valid] == [
+        "The job of alice: engineer", *[f"fact number {i}" for i in range(4, -1, -1)]
+    ]
+    page = await store.list_memories("app", "alice", limit=2, offset=2)
+    assert [m.content for m in page] == ["fact number 3", "fact number 2"]
+    expired = await store.list_memories("app", "alice", MemoryFilter(statuses=(StoreStatus.expired,)))
+    assert [m.content for m in expired] == ["old fact"]
+    insights = await store.list_memories("app", "alice", MemoryFilter(types=(MemoryType.insight,)))
+    assert [m.memory_type for m in insights] == [MemoryType.insight]
+
+    assert await store.count("app", "alice") == 7
+    assert await store.count("app", "alice", MemoryFilter()) == 6
+    assert await store.count("app") == 8
+    assert await store.count() >= 8
+
+
+async def test_vector_search_ranks_and_scopes(store: MemoryStore, embedder: Embedder) -> None:
+    texts = [
+        "I play tennis every weekend",
+        "My daughter started school in September",
+        "I am allergic to peanuts",
+        "I switched from coffee to green tea",
+    ]
+    await store.upsert([node(embedder, t, n=i) for i, t in enumerate(texts)])
+    await store.upsert([node(embedder, "I love tennis too", user="bob", n=9)])
+    await store.upsert(
+        [node(embedder, "I used to play tennis in college", n=20, status=StoreStatus.expired)]
+    )
+    await store.refresh()
+    hits = await store.search_vector("app", "alice", embedder.embed_one("what sport do I play?"), 3)
+    assert len(hits) == 3
+    assert hits[0].node.content == "I play tennis every weekend"
+    assert hits[0].score > hits[1].score >= hits[2].score
+    assert -1.0 <= hits[-1].score <= hits[0].score <= 1.0
+    assert all(h.node.user_id == "alice" and h.node.store_status == "valid" for h in hits)
+
+
+async def test_text_search_bm25_english_and_chinese(store: MemoryStore, embedder: Embedder) -> None:
+    await store.upsert(
+        [
+            node(embedder, "I adopted a golden retriever named Max", n=0),
+            node(embedder, "My favourite food is spicy hotpot", n=1),
+            node(embedder, "我在杭州的阿里巴巴工作", n=2),
+            node(embedder, "Max the dog belongs to bob", user="bob", n=3),
+        ]
+    )
+    await store.refresh()
+    hits = await store.search_text("app", "alice", "What is my dog Max like?", 5)
+    assert hits and hits[0].node.content == "I adopted a golden retriever named Max"
+    assert all(h.node.user_id == "alice" for h in hits)
+    assert all(h.score > 0 for h in hits)
+    zh = await store.search_text("app", "alice", "阿里巴巴", 5)
+    assert [h.node.content for h in zh] == ["我在杭州的阿里巴巴工作"]
+
+
+async def test_replayed_batches_never_duplicate(store: MemoryStore, embedder: Embedder) -> None:
+    batch = [node(embedder, f"memory {i}", n=i) for i in range(20)]
+    first = await store.upsert(batch)
+    second = await store.upsert(batch)
+    assert len(first.applied) == 20 and len(second.stale) == 20
+    await store.refresh()
+    assert await store.count("app", "alice") == 20
+
+
+@pytest.mark.parametrize("query", ["", "   ", "!!!"])
+async def test_text_search_without_terms_is_empty(
+    store: MemoryStore, embedder: Embedder, query: str
+) -> None:
+    await store.upsert([node(embedder, "something")])
+    await store.refresh()
+    assert await store.search_text("app", "alice", query, 5) == []
