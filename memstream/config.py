@@ -40,7 +40,9 @@ class WindowSettings(BaseModel):
 
     max_messages: int = Field(30, ge=1, le=1000)
     max_tokens: int = Field(2048, ge=16)
-    idle_seconds: float = Field(300.0, gt=0, description="Gap after the last message.")
+    idle_seconds: float = Field(
+        120.0, gt=0, description="Silence after the last message (wall clock and sent_at)."
+    )
     max_age_seconds: float = Field(3600.0, gt=0, description="Age of the first message.")
     tick_seconds: float = Field(2.0, gt=0, description="How often idle/aged windows are checked.")
     max_future_skew_seconds: float = Field(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -92,3 +93,16 @@ def split_user_key(key: str) -> tuple[str, str]:
     if not sep or not owner_id or not user_id:
         raise ValueError(f"not an owner/user key: {key!r}")
     return owner_id, user_id
+
+
+#: The committed JSON Schema of the input contract, shipped inside the package for producers.
+JSON_SCHEMA_PATH = Path(__file__).with_name("chat_message.schema.json")
+
+
+def chat_message_json_schema() -> dict[str, object]:
+    schema = ChatMessage.model_json_schema(mode="validation")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://memstream.dev/schemas/chat_message.v1.json",
+        **schema,
+    }

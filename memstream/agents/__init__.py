@@ -1,0 +1,1 @@
+"""Faust agents: ingest (validate + window), window timer, jobs (consolidate + write)."""

@@ -1,0 +1,89 @@
+"""The Faust app: topics, the per-user window table, and the agents wired to them.
+
+Kept small on purpose; each agent lives in its own module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+
+from memstream.agents.context import WorkerContext
+from memstream.agents.ingest import register_ingest
+from memstream.agents.jobs import register_jobs
+from memstream.schemas import ConsolidationJob
+
+log = logging.getLogger(__name__)
+
+
+def broker_urls(bootstrap_servers: str) -> list[str]:
+    return [f"kafka://{hp.strip()}" for hp in bootstrap_servers.split(",") if hp.strip()]
+
+
+def create_app(ctx: WorkerContext) -> faust.App:
+    s = ctx.settings
+    k = s.kafka
+    app = faust.App(
+        s.worker.app_id,
+        broker=broker_urls(k.bootstrap_servers),
+        store="memory://",
+        datadir=str(s.data_dir / "faust"),
+        topic_partitions=k.partitions,
+        topic_replication_factor=k.replication_factor,
+        table_standby_replicas=s.worker.standby_replicas,
+        broker_session_timeout=s.worker.broker_session_timeout,
+        broker_rebalance_timeout=s.worker.broker_rebalance_timeout,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_max_request_size=max(1_048_576, 4 * k.max_message_bytes),
+        web_port=s.worker.web_port,
+        web_bind="127.0.0.1",
+        web_in_thread=False,
+    )
+    raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+    topics = {
+        "messages": app.topic(k.messages_topic, partitions=k.partitions, **raw),
+        "jobs": app.topic(k.jobs_topic, partitions=k.partitions, **raw),
+        "memories": app.topic(k.memories_topic, partitions=k.partitions, **raw),
+        "dlq": app.topic(k.dlq_topic, partitions=k.partitions, **raw),
+    }
+    # use_partitioner: the changelog partition comes from the key (murmur2), exactly as the
+    # producers' records do, so the table can also be changed by the idle-window timer and
+    # at shutdown, outside stream iteration.
+    windows = app.Table(
+        "windows",
+        default=None,
+        partitions=k.partitions,
+        schema=faust.Schema(key_serializer="raw", value_serializer="json"),
+        use_partitioner=True,
+        help="Open window of each owner/user key.",
+    )
+    drain = register_ingest(app, ctx, topics, windows)
+    processor = register_jobs(app, ctx, topics)
+
+    async def process_inline(jobs: list[ConsolidationJob]) -> None:
+        await processor.process(jobs)
+
+    @app.on_before_shutdown.connect
+    async def consolidate_open_windows(sender: Any, **_: Any) -> None:
+        # Runs after the consumer stopped, while the producer still works: open windows are
+        # consolidated now rather than waiting in the table (or dying with an in-memory broker).
+        try:
+            await ctx.ensure_store()
+            closed = await asyncio.wait_for(
+                drain(process_inline), timeout=s.worker.shutdown_drain_seconds
+            )
+            log.info("shutdown: consolidated %d open windows", closed)
+        except Exception:
+            log.exception("shutdown: could not consolidate open windows (they stay in the table)")
+        finally:
+            await ctx.close_store()
+
+    @app.page("/stats/")
+    async def stats(web: Any, request: Any) -> Any:
+        return web.json(ctx.stats.as_dict())
+
+    return app

@@ -1,0 +1,83 @@
+"""LLM-free consolidation: filtered user messages become observations verbatim. Pure.
+
+This is a real mode (no generation model configured), not a test fallback: it keeps
+every substantive thing the user said, time-stamped and traceable, at zero LLM cost.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime
+
+from memstream.schemas.jobs import ConsolidationJob
+from memstream.schemas.memory import EventTime, MemoryNode, MemoryType, memory_id
+from memstream.schemas.messages import ChatMessage, Role
+
+#: Small talk that says nothing about the user (en + zh). A message made only of these
+#: (plus punctuation) is trivial: "thanks, bye", "ok!", "好的，谢谢".
+_SMALL_TALK_EN = (
+    "hi hello hey yo ok okay k sure yes no yep nope yeah thanks thank you thx ty bye goodbye "
+    "see you good morning good night good evening lol haha hahaha hmm great cool nice wow "
+    "alright fine please sorry oh ah welcome"
+).split()
+_SMALL_TALK_ZH = (
+    "你好 您好 嗨 好的 好吧 好 嗯 嗯嗯 是的 是 不是 谢谢 谢了 多谢 再见 拜拜 哈哈 哈哈哈 早上好 晚安 "
+    "晚上好 没事 对 对的 行 可以 哦 啊"
+).split()
+_SMALL_TALK = re.compile(
+    r"\b(?:" + "|".join(sorted(map(re.escape, _SMALL_TALK_EN), key=len, reverse=True)) + r")\b"
+    + "|" + "|".join(sorted(map(re.escape, _SMALL_TALK_ZH), key=len, reverse=True)),
+    re.IGNORECASE,
+)
+_NOT_WORD = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def is_substantive(message: ChatMessage, min_chars: int) -> bool:
+    """A user message worth remembering: more than punctuation, small talk or a few letters."""
+    if message.role is not Role.user:
+        return False
+    core = _NOT_WORD.sub("", _SMALL_TALK.sub(" ", message.content))
+    has_cjk = any("\u4e00" <= ch <= "\u9fff" for ch in core)
+    return len(core) >= max(1, min_chars) or (has_cjk and bool(core))
+
+
+def observations_verbatim(
+    job: ConsolidationJob, *, min_chars: int, recorded_at: datetime
+) -> list[MemoryNode]:
+    """One observation per substantive user message, id derived from the message id."""
+    return [
+        _observation(m, recorded_at)
+        for m in _dedupe(job.messages)
+        if is_substantive(m, min_chars)
+    ]
+
+
+def _dedupe(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
+    seen: set[str] = set()
+    out: list[ChatMessage] = []
+    for m in messages:
+        if m.message_id not in seen:
+            seen.add(m.message_id)
+            out.append(m)
+    return out
+
+
+def _observation(message: ChatMessage, recorded_at: datetime) -> MemoryNode:
+    content = message.content.strip()
+    return MemoryNode(
+        memory_id=memory_id(message.owner_id, message.user_id, [message.message_id], 0),
+        owner_id=message.owner_id,
+        user_id=message.user_id,
+        memory_type=MemoryType.observation,
+        content=content,
+        message_time=message.sent_at,
+        valid_from=message.sent_at,
+        recorded_at=recorded_at,
+        # No inference without an LLM: the event time stays unknown; message_time is exact.
+        event_time=EventTime(),
+        source_message_ids=[message.message_id],
+        source_text=message.content,
+        language=message.language,
+        speaker=message.speaker,
+    )

@@ -1,0 +1,55 @@
+"""What the worker's agents share: settings, topics, the window table, the store, counters."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from memstream.config import Settings
+from memstream.embedder import Embedder
+from memstream.sinks import MemoryStore
+
+
+@dataclass
+class WorkerStats:
+    """In-process counters, served as JSON on the worker's web port (``/stats/``)."""
+
+    started: float = field(default_factory=time.time)
+    counters: Counter[str] = field(default_factory=Counter)
+    dlq_by_reason: Counter[str] = field(default_factory=Counter)
+    windows_by_trigger: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "uptime_s": round(time.time() - self.started, 3),
+            **dict(self.counters),
+            "dlq_by_reason": dict(self.dlq_by_reason),
+            "windows_by_trigger": dict(self.windows_by_trigger),
+        }
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    store: MemoryStore
+    embedder: Embedder
+    stats: WorkerStats = field(default_factory=WorkerStats)
+    _opened: bool = False
+    _open_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def ensure_store(self) -> MemoryStore:
+        """Open the store once, from whichever agent needs it first (inside Faust's loop)."""
+        async with self._open_lock:
+            if not self._opened:
+                await self.store.open()
+                self._opened = True
+        return self.store
+
+    async def close_store(self) -> None:
+        async with self._open_lock:
+            if self._opened:
+                await self.store.close()
+                self._opened = False

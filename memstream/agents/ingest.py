@@ -1,0 +1,169 @@
+"""Ingest agent: decode, validate, window. Invalid input goes to the DLQ; nothing blocks.
+
+Batched with ``take_events``: one table write per user per batch rather than per message.
+A timer closes windows that went idle or grew old; graceful shutdown closes the rest.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
+from typing import Any
+
+import faust
+
+from memstream.agents.context import WorkerContext
+from memstream.agents.windowing import (
+    WindowState,
+    add_message,
+    advance_after,
+    close_window,
+    due_trigger,
+)
+from memstream.schemas import ChatMessage, ConsolidationJob, DeadLetter, WindowTrigger, utcnow
+from memstream.streams.codec import Rejected, decode_message
+from memstream.streams.partitioning import partition_for
+
+log = logging.getLogger(__name__)
+
+#: Header on a record this worker moved to its key's partition (see ``_reroute``).
+REROUTED_HEADER = "memstream-rerouted"
+
+#: Consolidates jobs inline (used at shutdown, when the jobs agent no longer consumes).
+InlineProcess = Callable[[list[ConsolidationJob]], Awaitable[None]]
+
+
+def _headers(message: Any) -> dict[str, str]:
+    headers = message.headers or {}
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return {
+        str(k): (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v))
+        for k, v in items
+    }
+
+
+def _load(raw: Any) -> WindowState:
+    return WindowState() if raw is None else WindowState.model_validate(raw)
+
+
+def register_ingest(
+    app: faust.App,
+    ctx: WorkerContext,
+    topics: dict[str, faust.TopicT],
+    windows: faust.Table,
+) -> Callable[[InlineProcess], Awaitable[int]]:
+    """Wire the ingest agent and the window timer; returns the shutdown drain function."""
+    s = ctx.settings
+    stats = ctx.stats
+    partitions = s.kafka.partitions
+    messages_topic, jobs_topic, dlq_topic = topics["messages"], topics["jobs"], topics["dlq"]
+
+    async def emit(job: ConsolidationJob) -> Any:
+        stats.windows_by_trigger[job.trigger.value] += 1
+        stats.counters["jobs_emitted"] += 1
+        return await jobs_topic.send(
+            key=job.key.encode(), value=job.model_dump_json().encode(), force=True
+        )
+
+    async def dead_letter(event: Any, rejected: Rejected) -> None:
+        msg = event.message
+        letter = DeadLetter(
+            reason=rejected.reason,
+            detail=rejected.detail,
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            key_b64=DeadLetter.encode(msg.key),
+            value_b64=base64.b64encode(msg.value or b"").decode("ascii"),
+            headers=_headers(msg),
+        )
+        stats.dlq_by_reason[rejected.reason.value] += 1
+        await dlq_topic.send(key=msg.key, value=letter.model_dump_json().encode(), force=True)
+
+    async def reroute(event: Any, partition: int) -> None:
+        # A producer with a non-default partitioner put this key elsewhere. Move it to the
+        # partition murmur2 gives, where the key's window lives, instead of splitting the user.
+        msg = event.message
+        headers = [*(_headers(msg).items()), (REROUTED_HEADER, str(msg.partition))]
+        stats.counters["messages_rerouted"] += 1
+        await messages_topic.send(
+            key=msg.key,
+            value=msg.value,
+            partition=partition,
+            headers=[(k, v.encode()) for k, v in headers],
+            force=True,
+        )
+
+    @app.agent(messages_topic, name="memstream.ingest")
+    async def ingest(stream: faust.StreamT[bytes]) -> None:
+        batch = s.worker.ingest_batch
+        async for events in stream.take_events(batch, within=s.worker.ingest_batch_seconds):
+            now = utcnow()
+            skew = timedelta(seconds=s.window.max_future_skew_seconds)
+            by_key: dict[bytes, list[ChatMessage]] = {}
+            for event in events:
+                stats.counters["messages_in"] += 1
+                msg = event.message
+                decoded = decode_message(
+                    msg.key,
+                    msg.value,
+                    max_bytes=s.kafka.max_message_bytes,
+                    now=now,
+                    max_future_skew=skew,
+                )
+                if isinstance(decoded, Rejected):
+                    await dead_letter(event, decoded)
+                    continue
+                key = decoded.key.encode()
+                home = partition_for(key, partitions)
+                if home != msg.partition:
+                    await reroute(event, home)
+                    continue
+                by_key.setdefault(key, []).append(decoded)
+            for key, messages in by_key.items():
+                state = _load(windows.get(key))
+                for message in messages:
+                    state, jobs = add_message(state, message, now, s.window)
+                    for job in jobs:
+                        await emit(job)
+                windows[key] = state.model_dump(mode="json")
+                stats.counters["messages_windowed"] += len(messages)
+
+    def active_keys() -> list[bytes]:
+        actives = app.assignor.assigned_actives()
+        mine = {tp.partition for tp in actives if tp.topic == s.kafka.messages_topic}
+        return [key for key in list(windows.keys()) if partition_for(key, partitions) in mine]
+
+    @app.timer(interval=s.window.tick_seconds, name="memstream.close_idle_windows")
+    async def close_idle_windows() -> None:
+        now = utcnow()
+        for key in active_keys():
+            state = _load(windows.get(key))
+            trigger = due_trigger(state, now, s.window)
+            if trigger is None:
+                continue
+            job = close_window(state, trigger, now)
+            # Deliver the job before the table forgets the window: a crash in between
+            # re-emits the same job (idempotent) rather than losing the window.
+            await (await emit(job))
+            windows[key] = advance_after(_load(windows.get(key)), job).model_dump(mode="json")
+
+    async def drain(process: InlineProcess) -> int:
+        """Close every open window of this worker and consolidate it inline."""
+        now = utcnow()
+        closed: list[tuple[bytes, ConsolidationJob]] = []
+        for key in active_keys():
+            state = _load(windows.get(key))
+            if not state.is_empty:
+                closed.append((key, close_window(state, WindowTrigger.shutdown, now)))
+        if not closed:
+            return 0
+        await process([job for _, job in closed])
+        for key, job in closed:
+            stats.windows_by_trigger[WindowTrigger.shutdown.value] += 1
+            windows[key] = advance_after(_load(windows.get(key)), job).model_dump(mode="json")
+        return len(closed)
+
+    return drain

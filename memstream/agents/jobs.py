@@ -1,0 +1,99 @@
+"""Jobs agent: consume ``memstream.jobs`` and run each through the :class:`JobProcessor`.
+
+One jobs topic keyed by user serialises all changes to a user's memories. A job that fails
+is retried with backoff, then dead-lettered with the reason; the worker never crashes on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from typing import Any
+
+import faust
+from pydantic import ValidationError
+
+from memstream.agents.context import WorkerContext
+from memstream.agents.processor import JobProcessor
+from memstream.schemas import ConsolidationJob, DeadLetter, DlqReason, MemoryEvent, utcnow
+
+log = logging.getLogger(__name__)
+
+RETRIES = 3
+
+
+def register_jobs(
+    app: faust.App, ctx: WorkerContext, topics: dict[str, faust.TopicT]
+) -> JobProcessor:
+    jobs_topic, memories_topic, dlq_topic = topics["jobs"], topics["memories"], topics["dlq"]
+    stats = ctx.stats
+
+    async def publish(event: MemoryEvent) -> None:
+        stats.counters["memory_events"] += 1
+        await memories_topic.send(
+            key=f"{event.owner_id}/{event.user_id}".encode(),
+            value=event.model_dump_json().encode(),
+            force=True,
+        )
+
+    processor = JobProcessor(ctx.settings, ctx.store, ctx.embedder, publish)
+
+    async def dead_letter(msg: Any, reason: DlqReason, detail: str) -> None:
+        stats.dlq_by_reason[reason.value] += 1
+        letter = DeadLetter(
+            reason=reason,
+            detail=detail[:4000],
+            stage="jobs",
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            key_b64=DeadLetter.encode(msg.key),
+            value_b64=base64.b64encode(msg.value or b"").decode("ascii"),
+        )
+        await dlq_topic.send(key=msg.key, value=letter.model_dump_json().encode(), force=True)
+
+    async def run_one(msg: Any, job: ConsolidationJob) -> None:
+        for attempt in range(1, RETRIES + 1):
+            try:
+                await processor.process([job])
+                return
+            except Exception as exc:  # noqa: BLE001 - any failure is retried, then dead-lettered
+                log.warning("job %s failed (attempt %d/%d): %r", job.job_id, attempt, RETRIES, exc)
+                if attempt == RETRIES:
+                    await dead_letter(msg, DlqReason.job_failed, f"{type(exc).__name__}: {exc}")
+                    stats.counters["jobs_failed"] += 1
+                    return
+                await asyncio.sleep(0.5 * 2**attempt)
+
+    @app.agent(jobs_topic, name="memstream.jobs")
+    async def consume_jobs(stream: faust.StreamT[bytes]) -> None:
+        await ctx.ensure_store()
+        async for events in stream.take_events(64, within=0.2):
+            parsed: list[tuple[Any, ConsolidationJob]] = []
+            for event in events:
+                try:
+                    parsed.append(
+                        (event.message, ConsolidationJob.model_validate_json(event.message.value))
+                    )
+                except ValidationError as exc:
+                    await dead_letter(event.message, DlqReason.invalid_value, str(exc))
+            if not parsed:
+                continue
+            try:
+                outcomes = await processor.process([job for _, job in parsed])
+            except Exception as exc:  # noqa: BLE001 - fall back to one job at a time
+                log.warning("batch of %d jobs failed (%r); retrying one by one", len(parsed), exc)
+                for msg, job in parsed:
+                    await run_one(msg, job)
+                continue
+            now = utcnow()
+            for (_, job), outcome in zip(parsed, outcomes, strict=True):
+                stats.counters["jobs_done"] += 1
+                stats.counters["memories_written"] += outcome.applied
+                # Time-to-memory: first arrival in the window -> memory written (wall clock).
+                stats.counters["time_to_memory_ms_sum"] += int(
+                    (now - job.opened_at).total_seconds() * 1000
+                )
+
+    return processor

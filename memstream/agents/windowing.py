@@ -1,0 +1,130 @@
+"""Per-user windows: pure functions deciding when a window closes. No I/O, no Faust.
+
+Event-time rules (count, tokens, a gap between two messages' ``sent_at``) make window
+boundaries reproducible when the log is replayed; wall-clock rules (idle since the last
+arrival, age since the first) close the tail of a conversation that has gone quiet.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from memstream.config import WindowSettings
+from memstream.schemas.jobs import ConsolidationJob, WindowTrigger, job_id_for
+from memstream.schemas.messages import ChatMessage
+
+
+def estimate_tokens(text: str) -> int:
+    """Cheap token estimate: ~4 characters per token for alphabetic text, 1 per CJK character."""
+    cjk = sum(1 for ch in text if "\u3000" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af")
+    return cjk + max(0, len(text) - cjk + 3) // 4 + 1
+
+
+class WindowState(BaseModel):
+    """The open window of one user, as kept in the Faust table (JSON)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window_no: int = 0
+    messages: list[ChatMessage] = Field(default_factory=list)
+    tokens: int = 0
+    opened_at: datetime | None = None  # wall clock at the first message
+    last_seen_at: datetime | None = None  # wall clock at the latest message
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.messages
+
+    def has(self, message_id: str) -> bool:
+        return any(m.message_id == message_id for m in self.messages)
+
+
+def close_window(state: WindowState, trigger: WindowTrigger, now: datetime) -> ConsolidationJob:
+    """The job for a non-empty window."""
+    first = state.messages[0]
+    return ConsolidationJob(
+        job_id=job_id_for(first.owner_id, first.user_id, [m.message_id for m in state.messages]),
+        owner_id=first.owner_id,
+        user_id=first.user_id,
+        window_no=state.window_no,
+        trigger=trigger,
+        messages=list(state.messages),
+        opened_at=state.opened_at or now,
+        closed_at=now,
+    )
+
+
+def next_window(state: WindowState) -> WindowState:
+    return WindowState(window_no=state.window_no + 1)
+
+
+def add_message(
+    state: WindowState, message: ChatMessage, now: datetime, limits: WindowSettings
+) -> tuple[WindowState, list[ConsolidationJob]]:
+    """Add one message; returns the new state and the jobs of any windows this closed.
+
+    A message already in the open window (a redelivery) changes nothing.
+    """
+    if state.has(message.message_id):
+        return state, []
+    jobs: list[ConsolidationJob] = []
+    if not state.is_empty:
+        # The same limits in event time as the timer applies in wall-clock time, so a replay
+        # of the log cuts the windows where the live run did.
+        if message.sent_at - state.messages[-1].sent_at > timedelta(seconds=limits.idle_seconds):
+            jobs.append(close_window(state, WindowTrigger.idle_gap, now))
+            state = next_window(state)
+        elif message.sent_at - state.messages[0].sent_at >= timedelta(
+            seconds=limits.max_age_seconds
+        ):
+            jobs.append(close_window(state, WindowTrigger.max_age, now))
+            state = next_window(state)
+    tokens = estimate_tokens(message.content)
+    if not state.is_empty and state.tokens + tokens > limits.max_tokens:
+        jobs.append(close_window(state, WindowTrigger.max_tokens, now))
+        state = next_window(state)
+    state = state.model_copy(
+        update={
+            "messages": [*state.messages, message],
+            "tokens": state.tokens + tokens,
+            "opened_at": state.opened_at or now,
+            "last_seen_at": now,
+        }
+    )
+    if len(state.messages) >= limits.max_messages:
+        jobs.append(close_window(state, WindowTrigger.max_messages, now))
+        state = next_window(state)
+    elif state.tokens >= limits.max_tokens:
+        jobs.append(close_window(state, WindowTrigger.max_tokens, now))
+        state = next_window(state)
+    return state, jobs
+
+
+def advance_after(state: WindowState, job: ConsolidationJob) -> WindowState:
+    """The window after ``job`` was emitted: messages that arrived meanwhile stay open."""
+    if state.window_no != job.window_no:
+        return state  # already advanced by the ingest path
+    emitted = {m.message_id for m in job.messages}
+    remaining = [m for m in state.messages if m.message_id not in emitted]
+    if not remaining:
+        return next_window(state)
+    return WindowState(
+        window_no=state.window_no + 1,
+        messages=remaining,
+        tokens=sum(estimate_tokens(m.content) for m in remaining),
+        opened_at=state.last_seen_at,
+        last_seen_at=state.last_seen_at,
+    )
+
+
+def due_trigger(state: WindowState, now: datetime, limits: WindowSettings) -> WindowTrigger | None:
+    """Wall-clock check run by the timer: has this window gone idle or grown too old?"""
+    if state.is_empty or state.opened_at is None or state.last_seen_at is None:
+        return None
+    if now - state.opened_at >= timedelta(seconds=limits.max_age_seconds):
+        return WindowTrigger.max_age
+    if now - state.last_seen_at >= timedelta(seconds=limits.idle_seconds):
+        return WindowTrigger.idle_gap
+    return None

@@ -1,0 +1,31 @@
+"""Run the Faust worker in this process (``memstream worker``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import faust
+
+from memstream.agents.app import create_app
+from memstream.agents.context import WorkerContext
+from memstream.config import Settings
+from memstream.embedder import load_embedder
+from memstream.sinks import open_store
+from memstream.streams.topics import create_topics
+
+
+def build_worker_app(settings: Settings) -> tuple[faust.App, WorkerContext]:
+    embedder = load_embedder(settings.embedder)
+    store = open_store(settings.store, dimensions=embedder.dimensions)
+    ctx = WorkerContext(settings=settings, store=store, embedder=embedder)
+    return create_app(ctx), ctx
+
+
+def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
+    """Create topics if missing, then run the worker until SIGTERM/SIGINT (blocking)."""
+    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(create_topics(settings.kafka))
+    app, _ = build_worker_app(settings)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()

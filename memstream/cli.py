@@ -1,0 +1,205 @@
+"""The ``memstream`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from memstream.config import Settings
+
+
+def _settings(ctx: click.Context, **overrides: Any) -> Settings:
+    config: Path | None = ctx.obj.get("config") if ctx.obj else None
+    try:
+        return Settings.load(config, **{k: v for k, v in overrides.items() if v is not None})
+    except (ValidationError, FileNotFoundError) as exc:
+        raise click.UsageError(f"invalid settings: {exc}") from exc
+
+
+@click.group()
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="MEMSTREAM_CONFIG",
+    help="TOML settings file (environment variables MEMSTREAM_* override it).",
+)
+@click.pass_context
+def main(ctx: click.Context, config: Path | None) -> None:
+    """memstream: long-term memory for LLM chatbots, as a stream processor."""
+    ctx.obj = {"config": config}
+
+
+@main.command()
+@click.option("--write", is_flag=True, help="Rewrite the committed schema file in the package.")
+def schema(write: bool) -> None:
+    """Print the ChatMessage JSON Schema (the producers' contract)."""
+    from memstream.schemas.messages import JSON_SCHEMA_PATH, chat_message_json_schema
+
+    text = json.dumps(chat_message_json_schema(), indent=2, ensure_ascii=False) + "\n"
+    if write:
+        JSON_SCHEMA_PATH.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {JSON_SCHEMA_PATH}")
+    else:
+        click.echo(text, nl=False)
+
+
+@main.group()
+def topics() -> None:
+    """Manage memstream's Kafka topics."""
+
+
+@topics.command("create")
+@click.pass_context
+def topics_create(ctx: click.Context) -> None:
+    """Create missing topics with memstream's partitions and retention (idempotent)."""
+    from memstream.streams.topics import create_topics, topic_specs
+
+    s = _settings(ctx)
+    created = asyncio.run(create_topics(s.kafka))
+    for spec in topic_specs(s.kafka):
+        state = "created" if spec.name in created else "exists"
+        click.echo(f"{spec.name:24} {state:8} partitions={spec.partitions} {spec.config}")
+
+
+@main.command()
+@click.option("--loglevel", default="info", show_default=True)
+@click.pass_context
+def worker(ctx: click.Context, loglevel: str) -> None:
+    """Run a Faust worker: ingest, windows, consolidation jobs."""
+    from memstream.agents.worker import run_worker
+
+    run_worker(_settings(ctx), loglevel=loglevel)
+
+
+@main.command()
+@click.option("--host", default=None, help="Default: settings api.host.")
+@click.option("--port", type=int, default=None, help="Default: settings api.port.")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Run the retrieval query service (HTTP)."""
+    import uvicorn
+
+    from memstream.query.app import create_service
+
+    s = _settings(ctx)
+    uvicorn.run(
+        create_service(s),
+        host=host or s.api.host,
+        port=port if port is not None else s.api.port,
+        log_level="warning",
+    )
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--raw",
+    is_flag=True,
+    help="Send every line as it is; invalid ones end up in the DLQ instead of being refused here.",
+)
+@click.pass_context
+def produce(ctx: click.Context, file: Path, raw: bool) -> None:
+    """Produce chat messages from a JSON Lines file (one ChatMessage per line)."""
+    from memstream.streams.producer import produce_file
+
+    s = _settings(ctx)
+    report = asyncio.run(produce_file(s.kafka, file, raw=raw, progress=True))
+    click.echo(json.dumps(report.summary()))
+    for line_no, error in report.errors[:20]:
+        click.echo(f"line {line_no}: {error}", err=True)
+    if len(report.errors) > 20:
+        click.echo(f"... and {len(report.errors) - 20} more invalid lines", err=True)
+    if report.errors:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--api-port", type=int, default=None, help="Default: settings api.port (8080).")
+@click.option("--broker-port", type=int, default=9092, show_default=True)
+@click.option(
+    "--load",
+    "load_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="JSON Lines file of chat messages to produce once everything is up.",
+)
+@click.pass_context
+def up(
+    ctx: click.Context,
+    data_dir: Path | None,
+    api_port: int | None,
+    broker_port: int,
+    load_file: Path | None,
+) -> None:
+    """Everything on one machine: embedded broker, a worker, the query service, SQLite."""
+    from memstream.embedded import start_tansu, stop, wait_port
+
+    base = _settings(ctx, data_dir=data_dir)
+    s = _settings(
+        ctx,
+        data_dir=base.data_dir,
+        kafka={**base.kafka.model_dump(), "bootstrap_servers": f"127.0.0.1:{broker_port}"},
+        api={**base.api.model_dump(), **({"port": api_port} if api_port is not None else {})},
+    )
+    logs = s.data_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "MEMSTREAM_DATA_DIR": str(s.data_dir),
+        "MEMSTREAM_KAFKA__BOOTSTRAP_SERVERS": s.kafka.bootstrap_servers,
+        "MEMSTREAM_API__PORT": str(s.api.port),
+        "MEMSTREAM_STORE__BACKEND": "sqlite",
+    }
+    if ctx.obj.get("config"):
+        env["MEMSTREAM_CONFIG"] = str(ctx.obj["config"])
+    me = [sys.executable, "-m", "memstream"]
+    procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def shutdown(*_: Any) -> None:
+        click.echo("\nstopping: worker consolidates open windows first ...")
+        for name, proc in reversed(procs):
+            code = stop(proc, timeout=60 if name == "worker" else 15)
+            click.echo(f"  {name} stopped ({code})")
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, shutdown)
+    try:
+        click.echo(f"data dir {s.data_dir.resolve()} (logs in {logs.resolve()})")
+        procs.append(("broker", start_tansu(broker_port, logs / "broker.log")))
+        click.echo(f"broker   kafka://127.0.0.1:{broker_port} (tansu, in memory)")
+        with (logs / "worker.log").open("ab") as log:
+            procs.append(("worker", subprocess.Popen([*me, "worker"], env=env, stdout=log, stderr=log)))
+        with (logs / "service.log").open("ab") as log:
+            procs.append(("service", subprocess.Popen([*me, "serve"], env=env, stdout=log, stderr=log)))
+        wait_port("127.0.0.1", s.api.port, timeout=60, proc=procs[-1][1])
+        api = f"http://127.0.0.1:{s.api.port}"
+        click.echo(f"service  {api}  (OpenAPI docs: {api}/docs)")
+        click.echo(f"store    sqlite {s.store.sqlite_path}")
+        if load_file is not None:
+            from memstream.streams.producer import produce_file
+
+            report = asyncio.run(produce_file(s.kafka, load_file, raw=False, progress=False))
+            click.echo(f"loaded   {load_file}: {json.dumps(report.summary())}")
+        click.echo("ready; Ctrl-C stops everything")
+        while True:
+            for name, proc in procs:
+                if proc.poll() is not None:
+                    click.echo(f"{name} exited with {proc.returncode}; see {logs}", err=True)
+                    shutdown()
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        shutdown()
+    except Exception as exc:
+        click.echo(f"error: {exc}", err=True)
+        shutdown()

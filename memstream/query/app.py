@@ -1,0 +1,129 @@
+"""The retrieval query service (FastAPI): reads the store, never imports the agents."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import FastAPI, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+import memstream
+from memstream.config import Settings
+from memstream.embedder import Embedder, load_embedder
+from memstream.query.models import (
+    ErrorBody,
+    Health,
+    MemoryOut,
+    MemoryPage,
+    RetrievedMemory,
+    RetrieveRequest,
+    RetrieveResponse,
+)
+from memstream.schemas.common import ID_PATTERN
+from memstream.schemas.memory import MemoryType, StoreStatus
+from memstream.search import render_prompt, retrieve
+from memstream.sinks import MemoryFilter, MemoryStore, open_store
+
+IdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=128)]
+
+
+def create_service(
+    settings: Settings, *, store: MemoryStore | None = None, embedder: Embedder | None = None
+) -> FastAPI:
+    """Build the app; store and embedder are created at startup unless given (tests, bench)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        emb = embedder or load_embedder(settings.embedder)
+        st = store or open_store(settings.store, dimensions=emb.dimensions)
+        await st.open()
+        app.state.embedder, app.state.store = emb, st
+        try:
+            yield
+        finally:
+            if store is None:
+                await st.close()
+
+    app = FastAPI(
+        title="memstream query service",
+        version=memstream.__version__,
+        description="Time-aware hybrid retrieval of long-term memories for LLM chatbots.",
+        lifespan=lifespan,
+        responses={422: {"model": ErrorBody, "description": "Invalid request"}},
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
+            for e in exc.errors()
+        ]
+        return JSONResponse(
+            status_code=422, content={"error": "invalid_request", "detail": errors}
+        )
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse(status_code=exc.status_code, content={"error": str(exc.detail)})
+
+    def state(request: Request) -> tuple[MemoryStore, Embedder]:
+        return request.app.state.store, request.app.state.embedder
+
+    @app.post("/v1/retrieve", response_model=RetrieveResponse, tags=["retrieval"])
+    async def retrieve_memories(body: RetrieveRequest, request: Request) -> RetrieveResponse:
+        """Hybrid (vector + BM25) recall of a user's valid memories, fused and weighted by type."""
+        started = time.perf_counter()
+        store, emb = state(request)
+        top_k = min(body.top_k or settings.api.default_top_k, settings.api.max_top_k)
+        ranked = await retrieve(
+            store,
+            emb,
+            body.owner_id,
+            body.user_id,
+            body.query,
+            top_k=top_k,
+            recall_k=max(settings.api.recall_k, top_k),
+            mode=body.retrieval,
+        )
+        return RetrieveResponse(
+            memories=[RetrievedMemory.ranked(r) for r in ranked],
+            prompt=render_prompt([r.node for r in ranked]),
+            took_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+
+    @app.get(
+        "/v1/users/{owner_id}/{user_id}/memories", response_model=MemoryPage, tags=["memories"]
+    )
+    async def list_memories(
+        owner_id: IdPath,
+        user_id: IdPath,
+        request: Request,
+        memory_type: Annotated[list[MemoryType] | None, Query()] = None,
+        status: Annotated[list[StoreStatus] | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> MemoryPage:
+        """A user's memories, newest message time first (valid ones unless `status` says)."""
+        store, _ = state(request)
+        flt = MemoryFilter(
+            types=tuple(memory_type) if memory_type else MemoryFilter().types,
+            statuses=tuple(status) if status else MemoryFilter().statuses,
+        )
+        nodes = await store.list_memories(owner_id, user_id, flt, limit=limit, offset=offset)
+        total = await store.count(owner_id, user_id, flt)
+        return MemoryPage(
+            memories=[MemoryOut.of(n) for n in nodes], total=total, limit=limit, offset=offset
+        )
+
+    @app.get("/healthz", response_model=Health, tags=["ops"])
+    async def healthz(request: Request) -> Health:
+        store, emb = state(request)
+        return Health(
+            status="ok", store=store.backend, embedder=emb.model_id, memories=await store.count()
+        )
+
+    return app

@@ -1,0 +1,114 @@
+"""Typed request and response bodies of the query service."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from memstream.schemas.common import Id
+from memstream.schemas.memory import EventTime, MemoryNode, MemoryType, StoreStatus
+from memstream.search import Ranked, RetrievalMode
+
+
+class RetrieveRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"owner_id": "demo", "user_id": "alice", "query": "What sport do I play?", "top_k": 5}
+            ]
+        },
+    )
+
+    owner_id: Id
+    user_id: Id
+    query: Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+    top_k: int | None = Field(None, ge=1, le=1000, description="Default: the service's setting.")
+    retrieval: RetrievalMode = Field(RetrievalMode.hybrid, description="Recall channels to use.")
+
+
+class Why(BaseModel):
+    """How a result was ranked: its place and score in each recall channel, and its weight."""
+
+    rrf: float
+    type_weight: float
+    vector_rank: int | None
+    vector_score: float | None
+    text_rank: int | None
+    text_score: float | None
+
+
+class MemoryOut(BaseModel):
+    """A memory as the API shows it (the vector is not sent)."""
+
+    memory_id: str
+    memory_type: MemoryType
+    content: str
+    key: str | None = None
+    value: str | None = None
+    store_status: StoreStatus
+    message_time: datetime
+    valid_from: datetime
+    valid_to: datetime | None
+    recorded_at: datetime
+    event_time: EventTime
+    source_message_ids: list[str]
+    keywords: list[str]
+    language: str | None
+    speaker: str | None
+    version: int
+
+    @classmethod
+    def of(cls, node: MemoryNode) -> MemoryOut:
+        return cls.model_validate(node.model_dump(exclude={"vector"}), from_attributes=False)
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class RetrievedMemory(MemoryOut):
+    score: float
+    why: Why
+
+    @classmethod
+    def ranked(cls, r: Ranked) -> RetrievedMemory:
+        return cls.model_validate(
+            {
+                **r.node.model_dump(exclude={"vector"}),
+                "score": r.score,
+                "why": Why(
+                    rrf=r.rrf,
+                    type_weight=r.type_weight,
+                    vector_rank=r.vector_rank,
+                    vector_score=r.vector_score,
+                    text_rank=r.text_rank,
+                    text_score=r.text_score,
+                ),
+            }
+        )
+
+
+class RetrieveResponse(BaseModel):
+    memories: list[RetrievedMemory]
+    prompt: str = Field(description="One line per memory: `[YYYY-MM-DD HH:MM:SS Weekday] content`.")
+    took_ms: float
+
+
+class MemoryPage(BaseModel):
+    memories: list[MemoryOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class Health(BaseModel):
+    status: str
+    store: str
+    embedder: str
+    memories: int
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: object | None = None

@@ -1,0 +1,87 @@
+"""Hybrid recall fusion and prompt rendering: pure functions over store hits."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from memstream.schemas.memory import MemoryNode, MemoryType
+from memstream.sinks.base import Hit
+
+#: MemoryScope's type weights: insights summarise many observations; hand-added ones are trusted.
+TYPE_WEIGHTS: Mapping[MemoryType, float] = {
+    MemoryType.insight: 2.0,
+    MemoryType.obs_customized: 1.2,
+    MemoryType.observation: 1.0,
+}
+
+#: Reciprocal-rank-fusion constant (Cormack et al.): damps the head without ignoring the tail.
+RRF_K = 60
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One fused result and why it ranked where it did."""
+
+    node: MemoryNode
+    score: float
+    rrf: float
+    type_weight: float
+    vector_rank: int | None = None
+    vector_score: float | None = None
+    text_rank: int | None = None
+    text_score: float | None = None
+
+
+def fuse(
+    vector_hits: Sequence[Hit],
+    text_hits: Sequence[Hit],
+    *,
+    top_k: int,
+    rrf_k: int = RRF_K,
+    type_weights: Mapping[MemoryType, float] = TYPE_WEIGHTS,
+) -> list[Ranked]:
+    """Reciprocal rank fusion of the two channels, times the memory type's weight.
+
+    Rank fusion needs no score calibration between cosine and BM25, which live on different
+    scales and shift with corpus size.
+    """
+    by_id: dict[str, dict[str, object]] = {}
+    for channel, hits in (("vector", vector_hits), ("text", text_hits)):
+        for rank, hit in enumerate(hits, start=1):
+            entry = by_id.setdefault(hit.node.memory_id, {"node": hit.node})
+            entry[f"{channel}_rank"] = rank
+            entry[f"{channel}_score"] = hit.score
+    ranked: list[Ranked] = []
+    for entry in by_id.values():
+        node = entry["node"]
+        assert isinstance(node, MemoryNode)
+        rrf = sum(
+            1.0 / (rrf_k + int(rank))  # type: ignore[call-overload]
+            for rank in (entry.get("vector_rank"), entry.get("text_rank"))
+            if rank is not None
+        )
+        weight = type_weights.get(node.memory_type, 1.0)
+        ranked.append(
+            Ranked(
+                node=node,
+                score=rrf * weight,
+                rrf=rrf,
+                type_weight=weight,
+                vector_rank=entry.get("vector_rank"),  # type: ignore[arg-type]
+                vector_score=entry.get("vector_score"),  # type: ignore[arg-type]
+                text_rank=entry.get("text_rank"),  # type: ignore[arg-type]
+                text_score=entry.get("text_score"),  # type: ignore[arg-type]
+            )
+        )
+    ranked.sort(key=lambda r: (-r.score, r.vector_rank or 10**9, r.node.memory_id))
+    return ranked[:top_k]
+
+
+def render_line(node: MemoryNode) -> str:
+    """MemoryScope's prompt line: ``[YYYY-MM-DD HH:MM:SS Weekday] content`` (message time)."""
+    return f"[{node.message_time.strftime('%Y-%m-%d %H:%M:%S %A')}] {node.content}"
+
+
+def render_prompt(nodes: Sequence[MemoryNode]) -> str:
+    return "\n".join(render_line(n) for n in nodes)
