@@ -57,7 +57,8 @@ def create_app(ctx: WorkerContext) -> faust.App:
         "windows",
         default=None,
         partitions=k.partitions,
-        schema=faust.Schema(key_serializer="raw", value_serializer="json"),
+        # The changelog topic's serializers come from these types: bytes keys -> raw, else json.
+        key_type=bytes,
         use_partitioner=True,
         help="Open window of each owner/user key.",
     )

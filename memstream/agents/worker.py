@@ -16,6 +16,7 @@ from memstream.streams.topics import create_topics
 
 
 def build_worker_app(settings: Settings) -> tuple[faust.App, WorkerContext]:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     embedder = load_embedder(settings.embedder)
     store = open_store(settings.store, dimensions=embedder.dimensions)
     ctx = WorkerContext(settings=settings, store=store, embedder=embedder)

@@ -38,6 +38,9 @@ def create_service(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if store is not None and embedder is not None:
+            yield  # given ready-made (and already open) by the caller
+            return
         emb = embedder or load_embedder(settings.embedder)
         st = store or open_store(settings.store, dimensions=emb.dimensions)
         await st.open()
@@ -55,6 +58,8 @@ def create_service(
         lifespan=lifespan,
         responses={422: {"model": ErrorBody, "description": "Invalid request"}},
     )
+    if store is not None and embedder is not None:
+        app.state.store, app.state.embedder = store, embedder
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

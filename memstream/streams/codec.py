@@ -27,7 +27,7 @@ _TIME_FIELDS = {"sent_at"}
 
 def _reason_for(error: ValidationError) -> Rejected:
     """Map pydantic's first error to one reason; all errors go into the detail."""
-    errors = error.errors(include_url=False, include_input=False)
+    errors = error.errors(include_url=False)
     first = errors[0]
     loc = ".".join(str(p) for p in first["loc"]) or "(root)"
     kind = first["type"]
@@ -47,6 +47,10 @@ def _reason_for(error: ValidationError) -> Rejected:
         reason = DlqReason.oversize
     elif kind.endswith(_TYPE_ERRORS) or kind in {"model_type", "dict_type"}:
         reason = DlqReason.wrong_type
+    elif kind in {"enum", "literal_error", "string_pattern_mismatch"} and not isinstance(
+        first.get("input"), str | int
+    ):
+        reason = DlqReason.wrong_type  # e.g. a list where one of a set of strings belongs
     else:
         reason = DlqReason.invalid_value
     return Rejected(reason, f"{loc} [{kind}]: {detail}"[:4000])

@@ -1,0 +1,176 @@
+"""End to end on real servers: broker (tansu) → worker process → store (SQLite / ES on noida)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from memstream.config import Settings
+from memstream.embedder import Embedder
+from memstream.query.app import create_service
+from memstream.schemas import MemoryEvent
+from memstream.sinks import MemoryFilter, MemoryStore, open_store
+from memstream.streams.producer import MessageProducer
+from memstream.streams.topics import create_topics
+from tests.pipeline import (
+    DataSet,
+    Worker,
+    dead_letters,
+    make_dataset,
+    pipeline_env,
+    read_topic,
+    wait_for,
+)
+from tests.servers import Noida, Tansu
+
+pytestmark = pytest.mark.servers
+
+
+def settings_from(env: dict[str, str]) -> Settings:
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        return Settings.load()
+
+
+async def produce(settings: Settings, records: list[tuple[bytes, bytes]]) -> None:
+    async with MessageProducer(settings.kafka) as producer:
+        await producer.send_many_raw(records)
+
+
+async def check_outcome(
+    settings: Settings, store: MemoryStore, embedder: Embedder, data: DataSet, worker: Worker
+) -> None:
+    """Every invalid record dead-lettered with its reason; every valid user message one memory."""
+    expected = data.expected_memories
+    owner = "acme"
+
+    async def all_written() -> bool:
+        await store.refresh()
+        return await store.count(owner) >= len(expected)
+
+    assert await wait_for(all_written, timeout=120, alive=worker.alive), (
+        f"only {await store.count(owner)} of {len(expected)} memories written"
+    )
+    await asyncio.sleep(2)  # time for anything extra (a duplicate) to show up
+    await store.refresh()
+    assert await store.count(owner) == len(expected)
+
+    # Dead letters: each invalid input, with the reason that matches how it is broken.
+    letters = dead_letters(
+        await read_topic(
+            settings.kafka.bootstrap_servers,
+            settings.kafka.dlq_topic,
+            expect=len(data.invalid),
+            timeout=60,
+        )
+    )
+    by_value = {letter.value: letter for letter in letters}
+    for key, value, kind in data.invalid:
+        assert value in by_value, f"invalid record ({kind}) missing from the DLQ"
+        letter = by_value[value]
+        assert letter.reason.value == kind, (kind, letter.reason, letter.detail)
+        assert letter.detail and letter.topic == settings.kafka.messages_topic
+        assert letter.key_b64 is not None
+    assert {lt.value for lt in letters} == {v for _, v, _ in data.invalid}
+
+    # Each expected message is exactly one memory, with its content, time and provenance.
+    users = sorted({m.user_id for m in expected.values()})
+    seen: Counter[str] = Counter()
+    for user in users:
+        memories = await store.list_memories(owner, user, MemoryFilter(), limit=1000)
+        for node in memories:
+            assert len(node.source_message_ids) == 1
+            mid = node.source_message_ids[0]
+            seen[mid] += 1
+            msg = expected[mid]
+            assert node.content == msg.content
+            assert node.valid_from == msg.sent_at and node.message_time == msg.sent_at
+            assert node.memory_type == "observation" and node.vector is not None
+    assert set(seen) == set(expected) and set(seen.values()) == {1}
+
+    # Retrievable through the query service, and the memory event log is complete.
+    service = create_service(settings, store=store, embedder=embedder)
+    transport = httpx.ASGITransport(app=service)
+    async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+        for user in users[:10]:
+            page = (await client.get(f"/v1/users/{owner}/{user}/memories?limit=100")).json()
+            want = {mid for mid, m in expected.items() if m.user_id == user}
+            assert page["total"] == len(want)
+            assert {m["source_message_ids"][0] for m in page["memories"]} == want
+            target = next(m for m in expected.values() if m.user_id == user)
+            found = (
+                await client.post(
+                    "/v1/retrieve",
+                    json={"owner_id": owner, "user_id": user, "query": target.content, "top_k": 3},
+                )
+            ).json()
+            assert found["memories"][0]["source_message_ids"] == [target.message_id]
+            assert target.content in found["prompt"].splitlines()[0]
+
+    events = [
+        MemoryEvent.model_validate_json(v)
+        for v in await read_topic(
+            settings.kafka.bootstrap_servers,
+            settings.kafka.memories_topic,
+            expect=len(expected),
+            timeout=30,
+        )
+    ]
+    assert {e.memory_id for e in events} == {
+        n.memory_id for u in users for n in await store.list_memories(owner, u, limit=1000)
+    }
+    assert all(e.memory is not None and e.memory.vector for e in events)
+
+
+async def run_pipeline(
+    tmp_path: Path, tansu: Tansu, embedder: Embedder, backend: str, es_url: str | None, kill: bool
+) -> None:
+    env = pipeline_env(
+        bootstrap=tansu.bootstrap, data_dir=tmp_path / "data", backend=backend, es_url=es_url
+    )
+    settings = settings_from(env)
+    await create_topics(settings.kafka)
+    data = make_dataset()
+    records = data.records()
+    store = open_store(settings.store, dimensions=embedder.dimensions)
+    async with store:
+        worker = Worker(env, tmp_path / "worker-1.log")
+        try:
+            if not kill:
+                await produce(settings, records)
+            else:
+                half = len(records) // 2
+                await produce(settings, records[:half])
+
+                async def some_written() -> bool:
+                    await store.refresh()
+                    return await store.count("acme") > 0
+
+                assert await wait_for(some_written, timeout=90, alive=worker.alive), (
+                    "worker never wrote anything"
+                )
+                worker.kill()  # SIGKILL mid-stream: no shutdown hook, no commit
+                await produce(settings, records[half:])
+                worker = Worker(env, tmp_path / "worker-2.log")
+            await check_outcome(settings, store, embedder, data, worker)
+            assert worker.alive(), "worker crashed; see its log"
+        finally:
+            code = worker.stop() if worker.alive() else None
+        assert code in (None, 0), f"worker exit code {code}"
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["clean", "sigkill"])
+async def test_pipeline_sqlite(tmp_path: Path, tansu: Tansu, embedder: Embedder, kill: bool) -> None:
+    await run_pipeline(tmp_path, tansu, embedder, "sqlite", None, kill)
+
+
+@pytest.mark.parametrize("kill", [False, True], ids=["clean", "sigkill"])
+async def test_pipeline_elasticsearch(
+    tmp_path: Path, tansu: Tansu, noida: Noida, embedder: Embedder, kill: bool
+) -> None:
+    await run_pipeline(tmp_path, tansu, embedder, "elasticsearch", noida.url, kill)
