@@ -16,7 +16,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_port(
+    host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     """Block until ``host:port`` accepts connections (or the process dies, or time runs out)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -62,6 +64,8 @@ def start_tansu(port: int, log_path: Path, host: str = "127.0.0.1") -> subproces
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+            # Own session: a terminal's Ctrl-C must not kill the broker before the worker drains.
+            start_new_session=True,
         )
     wait_port(host, port, timeout=20, proc=proc)
     return proc

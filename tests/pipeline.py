@@ -120,7 +120,9 @@ def make_dataset(users: int = 50, per_user: int = 18, invalid: int = 100) -> Dat
             else:
                 topic = TOPICS[(u + i) % len(TOPICS)]
                 role = "user"
-                content = f"User {u} note {i}: I spent the weekend on {topic} with friend #{u * 31 + i}."
+                content = (
+                    f"User {u} note {i}: I spent the weekend on {topic} with friend #{u * 31 + i}."
+                )
             data.valid.append(
                 ChatMessage(
                     message_id=f"u{u}-m{i}",
@@ -134,13 +136,28 @@ def make_dataset(users: int = 50, per_user: int = 18, invalid: int = 100) -> Dat
     good = json.loads(data.valid[0].model_dump_json())
     kinds = [
         ("malformed_json", lambda n: b'{"message_id": "bad-' + str(n).encode() + b'", '),
-        ("missing_field", lambda n: _json({**good, "message_id": f"bad-{n}", "content": None}, drop="content")),
+        (
+            "missing_field",
+            lambda n: _json({**good, "message_id": f"bad-{n}", "content": None}, drop="content"),
+        ),
         ("wrong_type", lambda n: _json({**good, "message_id": f"bad-{n}", "content": n})),
-        ("bad_timestamp", lambda n: _json({**good, "message_id": f"bad-{n}", "sent_at": "yesterday"})),
-        ("bad_timestamp", lambda n: _json({**good, "message_id": f"bad-{n}", "sent_at": "2024-05-01T10:00:00"})),
-        ("bad_timestamp", lambda n: _json({**good, "message_id": f"bad-{n}", "sent_at": "2999-01-01T00:00:00Z"})),
+        (
+            "bad_timestamp",
+            lambda n: _json({**good, "message_id": f"bad-{n}", "sent_at": "yesterday"}),
+        ),
+        (
+            "bad_timestamp",
+            lambda n: _json({**good, "message_id": f"bad-{n}", "sent_at": "2024-05-01T10:00:00"}),
+        ),
+        (
+            "bad_timestamp",
+            lambda n: _json({**good, "message_id": f"bad-{n}", "sent_at": "2999-01-01T00:00:00Z"}),
+        ),
         ("oversize", lambda n: _json({**good, "message_id": f"bad-{n}", "content": "x" * 20_000})),
-        ("invalid_utf8", lambda n: b'{"message_id": "bad-' + str(n).encode() + b'", "content": "\xff\xfe"}'),
+        (
+            "invalid_utf8",
+            lambda n: b'{"message_id": "bad-' + str(n).encode() + b'", "content": "\xff\xfe"}',
+        ),
         ("wrong_type", lambda n: _json({**good, "message_id": f"bad-{n}", "role": ["user"]})),
         ("invalid_value", lambda n: _json({**good, "message_id": f"bad {n}"})),
     ]

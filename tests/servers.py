@@ -33,8 +33,16 @@ class Noida:
         exe = shutil.which("noida-db") or str(Path(sys.executable).with_name("noida-db"))
         self._log = (workdir / "noida.log").open("ab")
         self.proc = subprocess.Popen(
-            [exe, "start", "--data-dir", str(data), "--only", "elasticsearch",
-             "--elasticsearch-port", str(self.port)],
+            [
+                exe,
+                "start",
+                "--data-dir",
+                str(data),
+                "--only",
+                "elasticsearch",
+                "--elasticsearch-port",
+                str(self.port),
+            ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )

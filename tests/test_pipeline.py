@@ -70,7 +70,7 @@ async def check_outcome(
         )
     )
     by_value = {letter.value: letter for letter in letters}
-    for key, value, kind in data.invalid:
+    for _key, value, kind in data.invalid:
         assert value in by_value, f"invalid record ({kind}) missing from the DLQ"
         letter = by_value[value]
         assert letter.reason.value == kind, (kind, letter.reason, letter.detail)
@@ -165,7 +165,9 @@ async def run_pipeline(
 
 
 @pytest.mark.parametrize("kill", [False, True], ids=["clean", "sigkill"])
-async def test_pipeline_sqlite(tmp_path: Path, tansu: Tansu, embedder: Embedder, kill: bool) -> None:
+async def test_pipeline_sqlite(
+    tmp_path: Path, tansu: Tansu, embedder: Embedder, kill: bool
+) -> None:
     await run_pipeline(tmp_path, tansu, embedder, "sqlite", None, kill)
 
 

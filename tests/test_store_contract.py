@@ -77,11 +77,14 @@ async def test_list_filters_orders_and_pages(store: MemoryStore, embedder: Embed
 
     valid = await store.list_memories("app", "alice")
     assert [m.content for m in valid] == [
-        "The job of alice: engineer", *[f"fact number {i}" for i in range(4, -1, -1)]
+        "The job of alice: engineer",
+        *[f"fact number {i}" for i in range(4, -1, -1)],
     ]
     page = await store.list_memories("app", "alice", limit=2, offset=2)
     assert [m.content for m in page] == ["fact number 3", "fact number 2"]
-    expired = await store.list_memories("app", "alice", MemoryFilter(statuses=(StoreStatus.expired,)))
+    expired = await store.list_memories(
+        "app", "alice", MemoryFilter(statuses=(StoreStatus.expired,))
+    )
     assert [m.content for m in expired] == ["old fact"]
     insights = await store.list_memories("app", "alice", MemoryFilter(types=(MemoryType.insight,)))
     assert [m.memory_type for m in insights] == [MemoryType.insight]

@@ -68,8 +68,10 @@ def create_app(ctx: WorkerContext) -> faust.App:
     async def process_inline(jobs: list[ConsolidationJob]) -> None:
         await processor.process(jobs)
 
-    @app.on_before_shutdown.connect
-    async def consolidate_open_windows(sender: Any, **_: Any) -> None:
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode types a union it cannot match
+    async def consolidate_open_windows(
+        sender: Any, *args: Any, signal: Any = None, **kwargs: Any
+    ) -> None:
         # Runs after the consumer stopped, while the producer still works: open windows are
         # consolidated now rather than waiting in the table (or dying with an in-memory broker).
         try:

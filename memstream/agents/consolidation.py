@@ -16,18 +16,23 @@ from memstream.schemas.messages import ChatMessage, Role
 
 #: Small talk that says nothing about the user (en + zh). A message made only of these
 #: (plus punctuation) is trivial: "thanks, bye", "ok!", "好的，谢谢".
-_SMALL_TALK_EN = (
-    "hi hello hey yo ok okay k sure yes no yep nope yeah thanks thank you thx ty bye goodbye "
-    "see you good morning good night good evening lol haha hahaha hmm great cool nice wow "
-    "alright fine please sorry oh ah welcome"
-).split()
-_SMALL_TALK_ZH = (
-    "你好 您好 嗨 好的 好吧 好 嗯 嗯嗯 是的 是 不是 谢谢 谢了 多谢 再见 拜拜 哈哈 哈哈哈 早上好 晚安 "
-    "晚上好 没事 对 对的 行 可以 哦 啊"
-).split()
+_SMALL_TALK_EN_TEXT = """
+    hi hello hey yo ok okay k sure yes no yep nope yeah thanks thank you thx ty bye goodbye
+    see good morning night evening lol haha hahaha hmm great cool nice wow alright fine
+    please sorry oh ah welcome
+"""
+_SMALL_TALK_ZH_TEXT = """
+    你好 您好 嗨 好的 好吧 好 嗯 嗯嗯 是的 是 不是 谢谢 谢了 多谢 再见 拜拜 哈哈 哈哈哈
+    早上好 晚安 晚上好 没事 对 对的 行 可以 哦 啊
+"""
+_SMALL_TALK_EN = _SMALL_TALK_EN_TEXT.split()
+_SMALL_TALK_ZH = _SMALL_TALK_ZH_TEXT.split()
 _SMALL_TALK = re.compile(
-    r"\b(?:" + "|".join(sorted(map(re.escape, _SMALL_TALK_EN), key=len, reverse=True)) + r")\b"
-    + "|" + "|".join(sorted(map(re.escape, _SMALL_TALK_ZH), key=len, reverse=True)),
+    r"\b(?:"
+    + "|".join(sorted(map(re.escape, _SMALL_TALK_EN), key=len, reverse=True))
+    + r")\b"
+    + "|"
+    + "|".join(sorted(map(re.escape, _SMALL_TALK_ZH), key=len, reverse=True)),
     re.IGNORECASE,
 )
 _NOT_WORD = re.compile(r"[\W_]+", re.UNICODE)
@@ -47,9 +52,7 @@ def observations_verbatim(
 ) -> list[MemoryNode]:
     """One observation per substantive user message, id derived from the message id."""
     return [
-        _observation(m, recorded_at)
-        for m in _dedupe(job.messages)
-        if is_substantive(m, min_chars)
+        _observation(m, recorded_at) for m in _dedupe(job.messages) if is_substantive(m, min_chars)
     ]
 
 

@@ -10,9 +10,10 @@ import base64
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import faust
+from faust.types import TableT
 
 from memstream.agents.context import WorkerContext
 from memstream.agents.windowing import (
@@ -39,8 +40,7 @@ def _headers(message: Any) -> dict[str, str]:
     headers = message.headers or {}
     items = headers.items() if isinstance(headers, Mapping) else headers
     return {
-        str(k): (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v))
-        for k, v in items
+        str(k): (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)) for k, v in items
     }
 
 
@@ -52,7 +52,7 @@ def register_ingest(
     app: faust.App,
     ctx: WorkerContext,
     topics: dict[str, faust.TopicT],
-    windows: faust.Table,
+    windows: TableT[bytes, Any],
 ) -> Callable[[InlineProcess], Awaitable[int]]:
     """Wire the ingest agent and the window timer; returns the shutdown drain function."""
     s = ctx.settings
@@ -99,7 +99,10 @@ def register_ingest(
     @app.agent(messages_topic, name="memstream.ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> None:
         batch = s.worker.ingest_batch
-        async for events in stream.take_events(batch, within=s.worker.ingest_batch_seconds):
+        batches = cast(faust.Stream[bytes], stream).take_events(
+            batch, within=s.worker.ingest_batch_seconds
+        )
+        async for events in batches:
             now = utcnow()
             skew = timedelta(seconds=s.window.max_future_skew_seconds)
             by_key: dict[bytes, list[ChatMessage]] = {}
@@ -136,7 +139,7 @@ def register_ingest(
         mine = {tp.partition for tp in actives if tp.topic == s.kafka.messages_topic}
         return [key for key in list(windows.keys()) if partition_for(key, partitions) in mine]
 
-    @app.timer(interval=s.window.tick_seconds, name="memstream.close_idle_windows")
+    @app.timer(interval=s.window.tick_seconds, name="memstream.close_idle_windows")  # type: ignore[untyped-decorator]
     async def close_idle_windows() -> None:
         now = utcnow()
         for key in active_keys():

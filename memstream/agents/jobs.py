@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from typing import Any
+from typing import Any, cast
 
 import faust
 from pydantic import ValidationError
@@ -58,7 +58,7 @@ def register_jobs(
             try:
                 await processor.process([job])
                 return
-            except Exception as exc:  # noqa: BLE001 - any failure is retried, then dead-lettered
+            except Exception as exc:
                 log.warning("job %s failed (attempt %d/%d): %r", job.job_id, attempt, RETRIES, exc)
                 if attempt == RETRIES:
                     await dead_letter(msg, DlqReason.job_failed, f"{type(exc).__name__}: {exc}")
@@ -69,12 +69,15 @@ def register_jobs(
     @app.agent(jobs_topic, name="memstream.jobs")
     async def consume_jobs(stream: faust.StreamT[bytes]) -> None:
         await ctx.ensure_store()
-        async for events in stream.take_events(64, within=0.2):
+        async for events in cast(faust.Stream[bytes], stream).take_events(64, within=0.2):
             parsed: list[tuple[Any, ConsolidationJob]] = []
             for event in events:
                 try:
                     parsed.append(
-                        (event.message, ConsolidationJob.model_validate_json(event.message.value))
+                        (
+                            event.message,
+                            ConsolidationJob.model_validate_json(event.message.value or b""),
+                        )
                     )
                 except ValidationError as exc:
                     await dead_letter(event.message, DlqReason.invalid_value, str(exc))
@@ -82,7 +85,7 @@ def register_jobs(
                 continue
             try:
                 outcomes = await processor.process([job for _, job in parsed])
-            except Exception as exc:  # noqa: BLE001 - fall back to one job at a time
+            except Exception as exc:
                 log.warning("batch of %d jobs failed (%r); retrying one by one", len(parsed), exc)
                 for msg, job in parsed:
                     await run_one(msg, job)

@@ -11,10 +11,10 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from memstream.agents.consolidation import observations_verbatim
 from memstream.config import Settings
 from memstream.embedder import Embedder
 from memstream.schemas import ConsolidationJob, MemoryEvent, MemoryNode, utcnow
-from memstream.agents.consolidation import observations_verbatim
 from memstream.sinks import MemoryStore
 
 log = logging.getLogger(__name__)

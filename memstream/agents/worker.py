@@ -25,7 +25,9 @@ def build_worker_app(settings: Settings) -> tuple[faust.App, WorkerContext]:
 
 def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
     """Create topics if missing, then run the worker until SIGTERM/SIGINT (blocking)."""
-    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     asyncio.run(create_topics(settings.kafka))
     app, _ = build_worker_app(settings)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)

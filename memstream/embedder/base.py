@@ -23,4 +23,5 @@ class Embedder(ABC):
         """Shape (len(texts), dimensions), float32, rows of unit length."""
 
     def embed_one(self, text: str) -> Matrix:
-        return self.embed([text])[0]
+        row: Matrix = self.embed([text])[0]
+        return row

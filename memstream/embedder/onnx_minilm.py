@@ -44,7 +44,7 @@ class OnnxMiniLMEmbedder(Embedder):
         self._batch_size = batch_size
         tokenizer = Tokenizer.from_file(str(_tokenizer_file()))
         tokenizer.enable_truncation(max_length=max_tokens)
-        tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106 - a token, not a secret
+        tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
         self._tokenizer = tokenizer
         options = ort.SessionOptions()
         # One intra-op thread per session: the worker and the service each run their own,
@@ -77,4 +77,5 @@ class OnnxMiniLMEmbedder(Embedder):
         weights = mask[:, :, None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+        normalised: Matrix = (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
+        return normalised

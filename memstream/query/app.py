@@ -67,9 +67,7 @@ def create_service(
             {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
             for e in exc.errors()
         ]
-        return JSONResponse(
-            status_code=422, content={"error": "invalid_request", "detail": errors}
-        )
+        return JSONResponse(status_code=422, content={"error": "invalid_request", "detail": errors})
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

@@ -17,7 +17,12 @@ class RetrieveRequest(BaseModel):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"owner_id": "demo", "user_id": "alice", "query": "What sport do I play?", "top_k": 5}
+                {
+                    "owner_id": "demo",
+                    "user_id": "alice",
+                    "query": "What sport do I play?",
+                    "top_k": 5,
+                }
             ]
         },
     )

@@ -82,7 +82,10 @@ class MemoryStore(ABC):
 
     @abstractmethod
     async def count(
-        self, owner_id: str | None = None, user_id: str | None = None, flt: MemoryFilter | None = None
+        self,
+        owner_id: str | None = None,
+        user_id: str | None = None,
+        flt: MemoryFilter | None = None,
     ) -> int:
         """Memories of one user, one owner, or all (``flt=None``: any type and status)."""
 
@@ -103,5 +106,5 @@ class MemoryStore(ABC):
     ) -> list[Hit]:
         """Top-k by BM25 (score > 0, higher is better), best first."""
 
-    async def refresh(self) -> None:
+    async def refresh(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Make completed writes visible to searches (a no-op where they already are)."""

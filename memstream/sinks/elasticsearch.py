@@ -188,7 +188,10 @@ class ElasticsearchStore(MemoryStore):
         return [MemoryNode.model_validate(h["_source"]) for h in response["hits"]["hits"]]
 
     async def count(
-        self, owner_id: str | None = None, user_id: str | None = None, flt: MemoryFilter | None = None
+        self,
+        owner_id: str | None = None,
+        user_id: str | None = None,
+        flt: MemoryFilter | None = None,
     ) -> int:
         clauses: list[dict[str, Any]] = []
         if owner_id is not None:
@@ -198,9 +201,7 @@ class ElasticsearchStore(MemoryStore):
         if flt is not None:
             clauses.append({"terms": {"memory_type": [t.value for t in flt.types]}})
             clauses.append({"terms": {"store_status": [s.value for s in flt.statuses]}})
-        response = await self._client.count(
-            index=self.alias, query={"bool": {"filter": clauses}}
-        )
+        response = await self._client.count(index=self.alias, query={"bool": {"filter": clauses}})
         return int(response["count"])
 
     async def search_vector(

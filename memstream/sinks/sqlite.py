@@ -145,9 +145,7 @@ class SQLiteStore(MemoryStore):
         rows = []
         for node in nodes:
             vector = (
-                None
-                if node.vector is None
-                else np.asarray(node.vector, dtype=np.float32).tobytes()
+                None if node.vector is None else np.asarray(node.vector, dtype=np.float32).tobytes()
             )
             rows.append(
                 (
@@ -214,7 +212,10 @@ class SQLiteStore(MemoryStore):
         return await self._run(read)
 
     async def count(
-        self, owner_id: str | None = None, user_id: str | None = None, flt: MemoryFilter | None = None
+        self,
+        owner_id: str | None = None,
+        user_id: str | None = None,
+        flt: MemoryFilter | None = None,
     ) -> int:
         clauses, params = ["1=1"], []
         if owner_id is not None:

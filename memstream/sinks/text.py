@@ -13,11 +13,12 @@ _CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 _TOKEN = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+", re.UNICODE)
 
 #: Words too common to help recall in a per-user corpus (English); kept small on purpose.
-STOPWORDS = frozenset(
-    "a an and are as at be but by did do does for from had has have i if in is it its me my "
-    "of on or our so that the their them they this to was we were what when where which who "
-    "why will with you your".split()
-)
+_STOPWORDS_TEXT = """
+    a an and are as at be but by did do does for from had has have i if in is it its me my of
+    on or our so that the their them they this to was we were what when where which who why
+    will with you your
+"""
+STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
 
 
 def tokens(text: str) -> list[str]:

@@ -7,4 +7,4 @@ from aiokafka.partitioner import murmur2
 
 def partition_for(key: bytes, partitions: int) -> int:
     """Same result as the Java client's and aiokafka's default partitioner for a keyed record."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return int((murmur2(key) & 0x7FFFFFFF) % partitions)

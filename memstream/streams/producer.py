@@ -115,10 +115,16 @@ async def produce_file(
     started = time.perf_counter()
 
     def records() -> Iterator[tuple[bytes | None, bytes]]:
-        with path.open("rb") as fh, tqdm(
-            total=path.stat().st_size, unit="B", unit_scale=True, disable=not progress,
-            desc=f"produce {path.name}",
-        ) as bar:
+        with (
+            path.open("rb") as fh,
+            tqdm(
+                total=path.stat().st_size,
+                unit="B",
+                unit_scale=True,
+                disable=not progress,
+                desc=f"produce {path.name}",
+            ) as bar,
+        ):
             for line_no, line in enumerate(fh, start=1):
                 bar.update(len(line))
                 if not line.strip():

@@ -1,0 +1,113 @@
+"""The command line as a user runs it: ``produce`` and ``up``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from memstream.embedded import free_port
+from memstream.streams.topics import create_topics
+from tests.pipeline import pipeline_env, read_topic
+from tests.servers import Tansu
+from tests.test_pipeline import settings_from
+
+pytestmark = pytest.mark.servers
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "examples" / "demo.jsonl"
+
+
+async def test_produce_sends_valid_lines_and_reports_invalid_ones(
+    tmp_path: Path, tansu: Tansu
+) -> None:
+    env = pipeline_env(bootstrap=tansu.bootstrap, data_dir=tmp_path, backend="sqlite")
+    settings = settings_from(env)
+    await create_topics(settings.kafka)
+    lines = DEMO.read_text(encoding="utf-8").splitlines()[:5]
+    bad = [
+        '{"message_id": "x"}',
+        "not json",
+        json.dumps({**json.loads(lines[0]), "sent_at": "soon"}),
+    ]
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join([*lines[:3], bad[0], "", *lines[3:], bad[1], bad[2]]) + "\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "memstream", "produce", str(src)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1, proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["lines"] == 8 and summary["sent"] == 5 and summary["invalid"] == 3
+    assert "line 4:" in proc.stderr and "line 8:" in proc.stderr and "line 9:" in proc.stderr
+    sent = await read_topic(tansu.bootstrap, settings.kafka.messages_topic, expect=5, timeout=20)
+    assert sorted(sent) == sorted(line.encode() for line in lines)
+
+
+def test_up_serves_the_demo_and_drains_on_ctrl_c(tmp_path: Path) -> None:
+    """`memstream up --load demo` answers within 60 s; Ctrl-C consolidates the open window."""
+    api = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMSTREAM_")}
+    env["MEMSTREAM_WORKER__WEB_PORT"] = str(free_port())
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "memstream",
+            "up",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--api-port",
+            str(api),
+            "--broker-port",
+            str(free_port()),
+            "--load",
+            str(DEMO),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        found: list[dict[str, object]] = []
+        while time.monotonic() - started < 60 and not found:
+            time.sleep(1)
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                r = httpx.post(
+                    f"http://127.0.0.1:{api}/v1/retrieve",
+                    json={"owner_id": "demo", "user_id": "alice", "query": "Where do I work?"},
+                    timeout=5,
+                )
+            except httpx.HTTPError:
+                continue
+            found = r.json()["memories"]
+        assert found, "no memories within 60 s of start"
+        assert any("Alibaba" in str(m["content"]) for m in found)
+        first_answer_s = time.monotonic() - started
+        before = httpx.get(f"http://127.0.0.1:{api}/v1/users/demo/alice/memories").json()["total"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=90)
+    assert proc.returncode == 0, out
+    assert "worker stopped (0)" in out
+    # The last session was still an open window; Ctrl-C consolidated it before stopping.
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "data" / "memstream.db") as db:
+        contents = [row[0] for row in db.execute("SELECT doc FROM memories")]
+    assert len(contents) > before, (before, len(contents))
+    assert any("Meituan" in c for c in contents) and any("麻婆豆腐" in c for c in contents)
+    assert not any('"content":"thanks, bye"' in c or '"content":"ok"' in c for c in contents)
+    print(f"first answer after {first_answer_s:.1f}s")

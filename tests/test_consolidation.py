@@ -1,0 +1,84 @@
+"""LLM-free consolidation: which messages become observations, and how (no servers)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from memstream.agents.consolidation import is_substantive, observations_verbatim
+from memstream.agents.windowing import WindowState, close_window
+from memstream.schemas import ChatMessage, WindowTrigger, memory_id
+
+T0 = datetime(2024, 7, 10, 9, 0, tzinfo=UTC)
+
+
+def msg(content: str, role: str = "user", mid: str = "m1") -> ChatMessage:
+    return ChatMessage(
+        message_id=mid,
+        owner_id="o",
+        user_id="u",
+        role=role,
+        content=content,
+        sent_at=T0,
+        language="en",
+        speaker="Ann",
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "   ",
+        "ok",
+        "OK!!",
+        "thanks, bye",
+        "Hi!",
+        "hahaha",
+        "好的，谢谢",
+        "嗯嗯",
+        "...",
+        "k",
+        "?!",
+    ],
+)
+def test_trivial_messages_are_dropped(text: str) -> None:
+    assert not is_substantive(msg(text), min_chars=3)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["I like sushi", "我喜欢网球", "猫", "yes please, I love hiking", "Working at Meituan now"],
+)
+def test_substantive_messages_are_kept(text: str) -> None:
+    assert is_substantive(msg(text), min_chars=3)
+
+
+def test_only_user_turns_become_memories() -> None:
+    assert not is_substantive(msg("I am the assistant and I like tea", role="assistant"), 3)
+    assert not is_substantive(msg("You are a helpful assistant", role="system"), 3)
+
+
+def test_observations_are_verbatim_traceable_and_deduplicated() -> None:
+    messages = [
+        msg("  I moved to Shanghai last year.  ", mid="a"),
+        msg("ok", mid="b"),
+        msg("Nice! Tell me more.", role="assistant", mid="c"),
+        msg("  I moved to Shanghai last year.  ", mid="a"),  # redelivered
+        msg("我养了一只猫", mid="d"),
+    ]
+    state = WindowState(messages=messages, opened_at=T0, last_seen_at=T0)
+    job = close_window(state, WindowTrigger.idle_gap, T0)
+    nodes = observations_verbatim(job, min_chars=3, recorded_at=T0)
+    assert [n.content for n in nodes] == ["I moved to Shanghai last year.", "我养了一只猫"]
+    first = nodes[0]
+    assert first.memory_id == memory_id("o", "u", ["a"], 0)
+    assert first.source_message_ids == ["a"] and first.source_text == messages[0].content
+    assert first.valid_from == first.message_time == T0 and first.valid_to is None
+    assert first.memory_type == "observation" and first.store_status == "valid"
+    assert first.event_time.year == -1, "no event time is invented without inference"
+    assert first.speaker == "Ann" and first.language == "en" and first.version == 1
+    assert (
+        observations_verbatim(job, min_chars=3, recorded_at=T0)[1].memory_id == nodes[1].memory_id
+    )

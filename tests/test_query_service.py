@@ -1,0 +1,178 @@
+"""The query service over a real SQLite store (no broker needed)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from memstream.config import Settings
+from memstream.embedder import Embedder
+from memstream.query.app import create_service
+from memstream.schemas import MemoryNode, MemoryType, StoreStatus, memory_id
+from memstream.sinks.sqlite import SQLiteStore
+
+T0 = datetime(2024, 5, 2, 19, 6, tzinfo=UTC)
+FACTS = [
+    "I work as a data engineer at Alibaba in Hangzhou.",
+    "I play tennis on Saturday mornings.",
+    "I adopted a golden retriever puppy named Max.",
+    "I am allergic to peanuts.",
+    "我最近在学做川菜，最喜欢麻婆豆腐。",
+]
+
+
+@pytest.fixture
+async def client(tmp_path: Path, embedder: Embedder) -> AsyncIterator[httpx.AsyncClient]:
+    store = SQLiteStore(tmp_path / "svc.db")
+    async with store:
+        nodes = []
+        for i, text in enumerate(FACTS):
+            when = T0 + timedelta(days=i)
+            nodes.append(
+                MemoryNode(
+                    memory_id=memory_id("demo", "alice", [f"m{i}"], 0),
+                    owner_id="demo",
+                    user_id="alice",
+                    memory_type=MemoryType.observation,
+                    content=text,
+                    message_time=when,
+                    valid_from=when,
+                    recorded_at=when,
+                    source_message_ids=[f"m{i}"],
+                    vector=embedder.embed_one(text).tolist(),
+                )
+            )
+        nodes.append(
+            nodes[0].model_copy(
+                update={
+                    "memory_id": "expired-1",
+                    "content": "I work at Tencent.",
+                    "store_status": StoreStatus.expired,
+                    "vector": embedder.embed_one("I work at Tencent.").tolist(),
+                }
+            )
+        )
+        await store.upsert(nodes)
+        settings = Settings.load(data_dir=tmp_path)
+        app = create_service(settings, store=store, embedder=embedder)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as c:
+            yield c
+
+
+async def test_retrieve_ranks_and_explains(client: httpx.AsyncClient) -> None:
+    r = await client.post(
+        "/v1/retrieve",
+        json={"owner_id": "demo", "user_id": "alice", "query": "Where do I work?", "top_k": 3},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert len(body["memories"]) == 3
+    top = body["memories"][0]
+    assert top["content"] == FACTS[0] and top["source_message_ids"] == ["m0"]
+    assert top["why"]["vector_rank"] == 1 and top["why"]["type_weight"] == 1.0
+    assert "vector" not in top
+    assert body["prompt"].splitlines()[0] == f"[2024-05-02 19:06:00 Thursday] {FACTS[0]}"
+    assert all("Tencent" not in m["content"] for m in body["memories"]), "expired excluded"
+    assert body["took_ms"] > 0
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "bm25"])
+async def test_retrieval_modes(client: httpx.AsyncClient, mode: str) -> None:
+    r = await client.post(
+        "/v1/retrieve",
+        json={
+            "owner_id": "demo",
+            "user_id": "alice",
+            "query": "peanuts allergy",
+            "retrieval": mode,
+        },
+    )
+    assert r.status_code == 200
+    memories = r.json()["memories"]
+    assert memories[0]["content"] == "I am allergic to peanuts."
+    if mode == "bm25":
+        assert all(m["why"]["vector_rank"] is None for m in memories)
+    if mode == "dense":
+        assert all(m["why"]["text_rank"] is None for m in memories)
+
+
+async def test_chinese_query_finds_chinese_memory(client: httpx.AsyncClient) -> None:
+    r = await client.post(
+        "/v1/retrieve",
+        json={"owner_id": "demo", "user_id": "alice", "query": "麻婆豆腐", "top_k": 1},
+    )
+    assert r.json()["memories"][0]["content"] == FACTS[4]
+
+
+async def test_unknown_user_gets_empty_results(client: httpx.AsyncClient) -> None:
+    r = await client.post(
+        "/v1/retrieve", json={"owner_id": "demo", "user_id": "nobody", "query": "work"}
+    )
+    assert r.status_code == 200 and r.json() == {
+        "memories": [],
+        "prompt": "",
+        "took_ms": r.json()["took_ms"],
+    }
+
+
+async def test_list_pages_and_filters(client: httpx.AsyncClient) -> None:
+    page = (await client.get("/v1/users/demo/alice/memories?limit=2&offset=1")).json()
+    assert page["total"] == 5 and page["limit"] == 2 and page["offset"] == 1
+    assert [m["source_message_ids"] for m in page["memories"]] == [["m3"], ["m2"]]
+    expired = (await client.get("/v1/users/demo/alice/memories?status=expired")).json()
+    assert [m["content"] for m in expired["memories"]] == ["I work at Tencent."]
+    both = (await client.get("/v1/users/demo/alice/memories?status=valid&status=expired")).json()
+    assert both["total"] == 6
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body"),
+    [
+        ("post", "/v1/retrieve", {"owner_id": "demo", "user_id": "alice", "query": ""}),
+        (
+            "post",
+            "/v1/retrieve",
+            {"owner_id": "demo", "user_id": "alice", "query": "x", "top_k": 0},
+        ),
+        ("post", "/v1/retrieve", {"owner_id": "de/mo", "user_id": "alice", "query": "x"}),
+        (
+            "post",
+            "/v1/retrieve",
+            {"owner_id": "demo", "user_id": "alice", "query": "x", "bogus": 1},
+        ),
+        (
+            "post",
+            "/v1/retrieve",
+            {"owner_id": "demo", "user_id": "alice", "query": "x", "retrieval": "magic"},
+        ),
+        ("get", "/v1/users/demo/al%20ice/memories", None),
+        ("get", "/v1/users/demo/alice/memories?limit=0", None),
+        ("get", "/v1/users/demo/alice/memories?status=deleted", None),
+    ],
+)
+async def test_bad_requests_get_structured_422(
+    client: httpx.AsyncClient, method: str, url: str, body: object
+) -> None:
+    r = await client.request(method, url, json=body)
+    assert r.status_code == 422
+    payload = r.json()
+    assert payload["error"] == "invalid_request" and payload["detail"][0]["loc"]
+
+
+async def test_health_and_openapi(client: httpx.AsyncClient) -> None:
+    health = (await client.get("/healthz")).json()
+    assert health == {
+        "status": "ok",
+        "store": "sqlite",
+        "embedder": "all-MiniLM-L6-v2-onnx-int8",
+        "memories": 6,
+    }
+    spec = (await client.get("/openapi.json")).json()
+    assert {"/v1/retrieve", "/v1/users/{owner_id}/{user_id}/memories", "/healthz"} <= set(
+        spec["paths"]
+    )
