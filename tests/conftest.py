@@ -40,7 +40,7 @@ def embedder() -> Embedder:
     return load_embedder(EmbedderSettings())
 
 
-@pytest.fixture(params=["sqlite", "elasticsearch"])
+@pytest.fixture(params=["sqlite", pytest.param("elasticsearch", marks=pytest.mark.servers)])
 def store_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
