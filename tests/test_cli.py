@@ -111,3 +111,24 @@ def test_up_serves_the_demo_and_drains_on_ctrl_c(tmp_path: Path) -> None:
     assert any("Meituan" in c for c in contents) and any("麻婆豆腐" in c for c in contents)
     assert not any('"content":"thanks, bye"' in c or '"content":"ok"' in c for c in contents)
     print(f"first answer after {first_answer_s:.1f}s")
+
+
+async def test_producer_example_in_docs_runs(tmp_path: Path, tansu: Tansu) -> None:
+    """The Python example in docs/producers.md, run as written, lands on the topic."""
+    text = (ROOT / "docs" / "producers.md").read_text(encoding="utf-8")
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    env = pipeline_env(bootstrap=tansu.bootstrap, data_dir=tmp_path, backend="sqlite")
+    settings = settings_from(env)
+    await create_topics(settings.kafka)
+    script = tmp_path / "example.py"
+    script.write_text(code, encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    sent = await read_topic(tansu.bootstrap, settings.kafka.messages_topic, expect=1, timeout=20)
+    assert len(sent) == 1 and json.loads(sent[0])["user_id"] == "u-42"

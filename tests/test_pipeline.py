@@ -176,3 +176,60 @@ async def test_pipeline_elasticsearch(
     tmp_path: Path, tansu: Tansu, noida: Noida, embedder: Embedder, kill: bool
 ) -> None:
     await run_pipeline(tmp_path, tansu, embedder, "elasticsearch", noida.url, kill)
+
+
+async def test_wrong_partition_and_unkeyed_records_are_rerouted(
+    tmp_path: Path, tansu: Tansu, embedder: Embedder
+) -> None:
+    """A producer with another partitioner, or none, still gets one memory per message."""
+    from aiokafka import AIOKafkaProducer
+
+    from memstream.streams.partitioning import partition_for
+
+    env = pipeline_env(
+        bootstrap=tansu.bootstrap, data_dir=tmp_path / "data", backend="sqlite", partitions=4
+    )
+    settings = settings_from(env)
+    await create_topics(settings.kafka)
+    data = make_dataset(users=3, per_user=12, invalid=0)
+    expected = data.expected_memories
+    producer = AIOKafkaProducer(bootstrap_servers=tansu.bootstrap)
+    await producer.start()
+    try:
+        for i, m in enumerate(data.valid):
+            key = m.key.encode()
+            if i % 3 == 0:  # unkeyed: the client picks any partition
+                await producer.send_and_wait(
+                    settings.kafka.messages_topic, m.model_dump_json().encode(), partition=i % 4
+                )
+            else:  # keyed, but on a partition other than murmur2's
+                wrong = (partition_for(key, 4) + 1 + i % 3) % 4
+                await producer.send_and_wait(
+                    settings.kafka.messages_topic,
+                    m.model_dump_json().encode(),
+                    key=key,
+                    partition=wrong,
+                )
+    finally:
+        await producer.stop()
+    async with open_store(settings.store, dimensions=embedder.dimensions) as store:
+        worker = Worker(env, tmp_path / "worker.log")
+        try:
+
+            async def done() -> bool:
+                return await store.count("acme") >= len(expected)
+
+            assert await wait_for(done, timeout=90, alive=worker.alive)
+            await asyncio.sleep(2)
+            assert await store.count("acme") == len(expected)
+            port = worker.env["MEMSTREAM_WORKER__WEB_PORT"]
+            async with httpx.AsyncClient() as client:
+                stats = (await client.get(f"http://127.0.0.1:{port}/stats/")).json()
+            assert stats["messages_rerouted"] >= len(data.valid) * 2 // 3
+            for user in {m.user_id for m in expected.values()}:
+                nodes = await store.list_memories("acme", user, limit=100)
+                assert sorted(n.source_message_ids[0] for n in nodes) == sorted(
+                    mid for mid, m in expected.items() if m.user_id == user
+                )
+        finally:
+            assert worker.stop() == 0

@@ -82,14 +82,14 @@ def register_ingest(
         stats.dlq_by_reason[rejected.reason.value] += 1
         await dlq_topic.send(key=msg.key, value=letter.model_dump_json().encode(), force=True)
 
-    async def reroute(event: Any, partition: int) -> None:
+    async def reroute(event: Any, key: bytes, partition: int) -> None:
         # A producer with a non-default partitioner put this key elsewhere. Move it to the
         # partition murmur2 gives, where the key's window lives, instead of splitting the user.
         msg = event.message
         headers = [*(_headers(msg).items()), (REROUTED_HEADER, str(msg.partition))]
         stats.counters["messages_rerouted"] += 1
         await messages_topic.send(
-            key=msg.key,
+            key=key,
             value=msg.value,
             partition=partition,
             headers=[(k, v.encode()) for k, v in headers],
@@ -122,7 +122,7 @@ def register_ingest(
                 key = decoded.key.encode()
                 home = partition_for(key, partitions)
                 if home != msg.partition:
-                    await reroute(event, home)
+                    await reroute(event, key, home)
                     continue
                 by_key.setdefault(key, []).append(decoded)
             for key, messages in by_key.items():

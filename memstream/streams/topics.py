@@ -37,12 +37,22 @@ def topic_specs(kafka: KafkaSettings) -> list[TopicSpec]:
     ]
 
 
-async def create_topics(kafka: KafkaSettings) -> list[str]:
-    """Create missing topics; existing ones are left as they are. Returns the created names."""
+class TopicMismatch(RuntimeError):
+    """An existing topic does not have the partitions the settings say."""
+
+
+async def create_topics(kafka: KafkaSettings, *, verify: bool = True) -> list[str]:
+    """Create missing topics and check existing ones. Returns the created names.
+
+    Co-partitioning is an invariant (a user's window lives on the partition murmur2 gives its
+    key), so an existing topic with another partition count is an error, not a warning.
+    """
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
+        if verify:
+            await _verify_partitions(admin, kafka, existing)
         wanted = [s for s in topic_specs(kafka) if s.name not in existing]
         created: list[str] = []
         for spec in wanted:
@@ -65,3 +75,21 @@ async def create_topics(kafka: KafkaSettings) -> list[str]:
         return created
     finally:
         await admin.close()
+
+
+async def _verify_partitions(
+    admin: AIOKafkaAdminClient, kafka: KafkaSettings, existing: set[str]
+) -> None:
+    names = [s.name for s in topic_specs(kafka) if s.name in existing]
+    if not names:
+        return
+    wrong = []
+    for topic in await admin.describe_topics(names):
+        count = len(topic.get("partitions") or [])
+        if count and count != kafka.partitions:
+            wrong.append(f"{topic['topic']} has {count}")
+    if wrong:
+        raise TopicMismatch(
+            f"topics exist with another partition count ({', '.join(wrong)}; settings say "
+            f"{kafka.partitions}): set MEMSTREAM_KAFKA__PARTITIONS to match, or use new topics"
+        )
