@@ -123,9 +123,56 @@ def produce(ctx: click.Context, file: Path, raw: bool) -> None:
         sys.exit(1)
 
 
-def spawn(cmd: list[str], env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
-    """A child in its own session: Ctrl-C reaches only ``up``, which stops children in order."""
-    return subprocess.Popen(cmd, env=env, stdout=log, stderr=log, start_new_session=True)
+@main.group("eval")
+def eval_group() -> None:
+    """Evaluate memory quality through the real pipeline."""
+
+
+@eval_group.command("locomo")
+@click.option(
+    "--data",
+    "data_file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="LoCoMo JSON (a list of conversations).",
+)
+@click.option("--conversations", multiple=True, help="sample_id to include (repeatable).")
+@click.option("--k", default=10, show_default=True, type=click.IntRange(1, 200))
+@click.option(
+    "--retrieval",
+    "modes",
+    multiple=True,
+    type=click.Choice(["hybrid", "dense", "bm25"]),
+    help="Recall channels; the first is the report's headline, all are in by_retrieval. "
+    "Default: hybrid, dense and bm25 in one run.",
+)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.pass_context
+def eval_locomo(
+    ctx: click.Context,
+    data_file: Path,
+    conversations: tuple[str, ...],
+    k: int,
+    modes: tuple[str, ...],
+    out: Path | None,
+) -> None:
+    """Replay LoCoMo conversations (broker, worker, store) and score evidence recall@k."""
+    from memstream.evaluation.runner import run_locomo
+    from memstream.search import RetrievalMode
+
+    chosen = [RetrievalMode(m) for m in (modes or ("hybrid", "dense", "bm25"))]
+    try:
+        report = asyncio.run(
+            run_locomo(
+                _settings(ctx), data_file, conversations=conversations or None, k=k, modes=chosen
+            )
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    text = json.dumps(report, indent=2)
+    if out is not None:
+        out.write_text(text + "\n", encoding="utf-8")
+    click.echo(text)
 
 
 @main.command()
@@ -148,7 +195,7 @@ def up(
     load_file: Path | None,
 ) -> None:
     """Everything on one machine: embedded broker, a worker, the query service, SQLite."""
-    from memstream.embedded import start_tansu, stop, wait_port
+    from memstream.embedded import spawn, start_tansu, stop, wait_port
 
     base = _settings(ctx, data_dir=data_dir)
     s = _settings(
@@ -183,10 +230,8 @@ def up(
         click.echo(f"data dir {s.data_dir.resolve()} (logs in {logs.resolve()})")
         procs.append(("broker", start_tansu(broker_port, logs / "broker.log")))
         click.echo(f"broker   kafka://127.0.0.1:{broker_port} (tansu, in memory)")
-        with (logs / "worker.log").open("ab") as log:
-            procs.append(("worker", spawn([*me, "worker"], env, log)))
-        with (logs / "service.log").open("ab") as log:
-            procs.append(("service", spawn([*me, "serve"], env, log)))
+        procs.append(("worker", spawn([*me, "worker"], env, logs / "worker.log")))
+        procs.append(("service", spawn([*me, "serve"], env, logs / "service.log")))
         wait_port("127.0.0.1", s.api.port, timeout=60, proc=procs[-1][1])
         api = f"http://127.0.0.1:{s.api.port}"
         click.echo(f"service  {api}  (OpenAPI docs: {api}/docs)")

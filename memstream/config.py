@@ -135,3 +135,18 @@ class Settings(BaseSettings):
         scoped = type("_Settings", (cls,), {"_config_file": config_file})
         loaded = scoped(**overrides)
         return cls.model_validate(loaded.model_dump())
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The ``MEMSTREAM_*`` variables that reproduce ``settings`` in a child process."""
+    env: dict[str, str] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{prefix}__{key.upper()}" if prefix else key.upper(), item)
+        elif value is not None:
+            env[f"MEMSTREAM_{prefix}"] = str(value)
+
+    walk("", settings.model_dump(mode="json"))
+    return env

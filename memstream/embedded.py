@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 import stat
 import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -81,3 +86,48 @@ def stop(proc: subprocess.Popen[bytes], *, timeout: float = 15.0) -> int:
             proc.kill()
             proc.wait(timeout=timeout)
     return int(proc.returncode)
+
+
+def spawn(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """A child in its own session (Ctrl-C reaches only the parent, which stops children in
+    order), logging to a file."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+class WorkerProcess:
+    """``memstream worker`` as a child process, with its ``/stats/`` page on a known port."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, *, web_port: int | None = None) -> None:
+        self.web_port = web_port or free_port()
+        self.env = {**os.environ, **env, "MEMSTREAM_WORKER__WEB_PORT": str(self.web_port)}
+        self.log_path = log_path
+        self.proc = spawn(
+            [sys.executable, "-m", "memstream", "worker", "--loglevel", "warning"],
+            self.env,
+            log_path,
+        )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stats(self) -> dict[str, Any]:
+        """The worker's counters, or {} while its web server is not up yet."""
+        url = f"http://127.0.0.1:{self.web_port}/stats/"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                data: dict[str, Any] = json.loads(response.read())
+                return data
+        except (OSError, ValueError):
+            return {}
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM: the worker consolidates its open windows, then exits."""
+        return stop(self.proc, timeout=timeout)

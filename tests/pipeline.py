@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,7 +14,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 
-from memstream.embedded import free_port, stop
+from memstream.embedded import WorkerProcess
 from memstream.schemas import ChatMessage, DeadLetter
 
 
@@ -54,32 +50,8 @@ def pipeline_env(
     return env
 
 
-class Worker:
-    """``memstream worker`` in a subprocess, logging to a file."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env = {**os.environ, **env, "MEMSTREAM_WORKER__WEB_PORT": str(free_port())}
-        self.log_path = log_path
-        self._log = log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "memstream", "worker", "--loglevel", "warning"],
-            env=self.env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-        self._log.close()
-
-    def stop(self) -> int:
-        code = stop(self.proc, timeout=60)
-        self._log.close()
-        return code
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
+#: The product's own worker-process helper.
+Worker = WorkerProcess
 
 
 @dataclass

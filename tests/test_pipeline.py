@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from memstream.config import Settings
 from memstream.embedder import Embedder
 from memstream.query.app import create_service
-from memstream.schemas import MemoryEvent
+from memstream.schemas import ChatMessage, ConsolidationJob, MemoryEvent
 from memstream.sinks import MemoryFilter, MemoryStore, open_store
 from memstream.streams.producer import MessageProducer
 from memstream.streams.topics import create_topics
@@ -53,9 +54,8 @@ async def check_outcome(
         await store.refresh()
         return await store.count(owner) >= len(expected)
 
-    assert await wait_for(all_written, timeout=120, alive=worker.alive), (
-        f"only {await store.count(owner)} of {len(expected)} memories written"
-    )
+    if not await wait_for(all_written, timeout=120, alive=worker.alive):
+        pytest.fail(await diagnose_missing(settings, store, expected))
     await asyncio.sleep(2)  # time for anything extra (a duplicate) to show up
     await store.refresh()
     assert await store.count(owner) == len(expected)
@@ -125,6 +125,82 @@ async def check_outcome(
         n.memory_id for u in users for n in await store.list_memories(owner, u, limit=1000)
     }
     assert all(e.memory is not None and e.memory.vector for e in events)
+
+
+async def diagnose_missing(
+    settings: Settings, store: MemoryStore, expected: dict[str, ChatMessage]
+) -> str:
+    """Which expected memories are missing, and did the log (memory events) see them?"""
+    have: set[str] = set()
+    for user in {m.user_id for m in expected.values()}:
+        for node in await store.list_memories("acme", user, limit=1000):
+            have.update(node.source_message_ids)
+    missing = sorted(set(expected) - have)
+    events = [
+        MemoryEvent.model_validate_json(v)
+        for v in await read_topic(
+            settings.kafka.bootstrap_servers, settings.kafka.memories_topic, expect=10**6, timeout=5
+        )
+    ]
+    logged = {mid for e in events if e.memory for mid in e.memory.source_message_ids}
+    jobs = [
+        ConsolidationJob.model_validate_json(v)
+        for v in await read_topic(
+            settings.kafka.bootstrap_servers, settings.kafka.jobs_topic, expect=10**6, timeout=5
+        )
+    ]
+    in_jobs = {
+        mid: [
+            (j.job_id, j.trigger.value, len(j.messages))
+            for j in jobs
+            if any(m.message_id == mid for m in j.messages)
+        ]
+        for mid in missing
+    }
+    where = await _offsets_of(settings, set(missing))
+    return (
+        f"{len(missing)} of {len(expected)} memories missing: {missing[:10]}; "
+        f"with a memory event on the log: {sorted(set(missing) & logged)[:10]}; "
+        f"in jobs: {in_jobs}; jobs on the topic: {len(jobs)}; "
+        f"message (partition, offset) vs group's committed offsets: {where}"
+    )
+
+
+async def _offsets_of(settings: Settings, message_ids: set[str]) -> dict[str, object]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    found: dict[str, object] = {}
+    consumer = AIOKafkaConsumer(
+        settings.kafka.messages_topic,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        for _ in range(20):
+            batch = await consumer.getmany(timeout_ms=250)
+            for tp, records in batch.items():
+                for r in records:
+                    mid = json.loads(r.value or b"{}").get("message_id")
+                    if mid in message_ids:
+                        found[mid] = (tp.partition, r.offset)
+    finally:
+        await consumer.stop()
+    group = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        group_id=settings.worker.app_id,
+        enable_auto_commit=False,
+    )
+    await group.start()
+    try:
+        committed = {
+            p: await group.committed(TopicPartition(settings.kafka.messages_topic, p))
+            for p in range(settings.kafka.partitions)
+        }
+    finally:
+        await group.stop()
+    return {"messages": found, "committed": committed}
 
 
 async def run_pipeline(
@@ -222,14 +298,75 @@ async def test_wrong_partition_and_unkeyed_records_are_rerouted(
             assert await wait_for(done, timeout=90, alive=worker.alive)
             await asyncio.sleep(2)
             assert await store.count("acme") == len(expected)
-            port = worker.env["MEMSTREAM_WORKER__WEB_PORT"]
-            async with httpx.AsyncClient() as client:
-                stats = (await client.get(f"http://127.0.0.1:{port}/stats/")).json()
+            stats = worker.stats()
             assert stats["messages_rerouted"] >= len(data.valid) * 2 // 3
             for user in {m.user_id for m in expected.values()}:
                 nodes = await store.list_memories("acme", user, limit=100)
                 assert sorted(n.source_message_ids[0] for n in nodes) == sorted(
                     mid for mid, m in expected.items() if m.user_id == user
                 )
+        finally:
+            assert worker.stop() == 0
+
+
+async def test_open_window_messages_stay_uncommitted_until_emitted(
+    tmp_path: Path, tansu: Tansu, embedder: Embedder
+) -> None:
+    """The log, not the window table, is what a restart relies on.
+
+    While a window is open its messages' offsets are not committed, so a worker that dies
+    (SIGKILL) re-reads them, whatever its changelog recovery restores.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from memstream.streams.partitioning import partition_for
+
+    env = pipeline_env(
+        bootstrap=tansu.bootstrap,
+        data_dir=tmp_path / "data",
+        backend="sqlite",
+        partitions=2,
+        extra={
+            "MEMSTREAM_WINDOW__IDLE_SECONDS": "600",
+            "MEMSTREAM_WINDOW__MAX_MESSAGES": "100",
+        },
+    )
+    settings = settings_from(env)
+    await create_topics(settings.kafka)
+    data = make_dataset(users=1, per_user=8, invalid=0)
+    expected = data.expected_memories
+    await produce(settings, data.records())
+    worker = Worker(env, tmp_path / "worker-1.log")
+
+    async def windowed() -> bool:
+        return int(worker.stats().get("messages_windowed", 0)) >= len(data.valid)
+
+    assert await wait_for(windowed, timeout=60, alive=worker.alive)
+    await asyncio.sleep(4)  # past Faust's commit interval (2.8 s)
+    tp = TopicPartition(settings.kafka.messages_topic, partition_for(b"acme/user-000", 2))
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=tansu.bootstrap,
+        group_id=settings.worker.app_id,
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        committed = await consumer.committed(tp)
+    finally:
+        await consumer.stop()
+    assert committed is None or committed == 0, f"committed {committed} past an open window"
+
+    worker.kill()
+    env2 = {**env, "MEMSTREAM_WINDOW__IDLE_SECONDS": "1"}
+    worker = Worker(env2, tmp_path / "worker-2.log")
+    async with open_store(settings.store, dimensions=embedder.dimensions) as store:
+        try:
+
+            async def done() -> bool:
+                return await store.count("acme") >= len(expected)
+
+            assert await wait_for(done, timeout=90, alive=worker.alive)
+            nodes = await store.list_memories("acme", "user-000", limit=100)
+            assert sorted(n.source_message_ids[0] for n in nodes) == sorted(expected)
         finally:
             assert worker.stop() == 0

@@ -42,6 +42,11 @@ def create_app(ctx: WorkerContext) -> faust.App:
         web_port=s.worker.web_port,
         web_bind="127.0.0.1",
         web_in_thread=False,
+        # Messages of open windows stay unacknowledged on purpose (see agents/ingest.py):
+        # shutdown must not wait for them, and a partition's commit may pause for as long
+        # as a window may stay open.
+        stream_wait_empty=False,
+        broker_commit_livelock_soft_timeout=s.window.max_age_seconds + 2 * s.window.idle_seconds,
     )
     raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
     topics = {

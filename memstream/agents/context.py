@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,14 +21,30 @@ class WorkerStats:
     counters: Counter[str] = field(default_factory=Counter)
     dlq_by_reason: Counter[str] = field(default_factory=Counter)
     windows_by_trigger: Counter[str] = field(default_factory=Counter)
+    #: Recent time-to-memory samples (ms): a window's first arrival -> its memories written.
+    time_to_memory_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
     def as_dict(self) -> dict[str, Any]:
+        samples = sorted(self.time_to_memory_ms)
         return {
             "uptime_s": round(time.time() - self.started, 3),
             **dict(self.counters),
             "dlq_by_reason": dict(self.dlq_by_reason),
             "windows_by_trigger": dict(self.windows_by_trigger),
+            "time_to_memory_ms": {
+                "samples": len(samples),
+                "p50": _quantile(samples, 0.50),
+                "p95": _quantile(samples, 0.95),
+            },
         }
+
+
+def _quantile(ordered: list[float], q: float) -> float | None:
+    """Nearest-rank quantile of sorted samples (None when there are none)."""
+    if not ordered:
+        return None
+    rank = max(1, round(q * len(ordered) + 0.5 - 1e-9))
+    return round(ordered[min(rank, len(ordered)) - 1], 1)
 
 
 @dataclass

@@ -2,6 +2,12 @@
 
 Batched with ``take_events``: one table write per user per batch rather than per message.
 A timer closes windows that went idle or grew old; graceful shutdown closes the rest.
+
+A message's source offset is acknowledged only once the window holding it has been emitted
+as a job, and acks leave each partition in offset order (:class:`AckLedger`). So after any
+crash every message of an open window is read again from the log, and correctness never
+depends on restoring the window table from its changelog (which tansu's wrong
+``end_offsets`` can cut short; the table is an optimisation here).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Any, cast
 import faust
 from faust.types import TableT
 
+from memstream.agents.acks import AckLedger
 from memstream.agents.context import WorkerContext
 from memstream.agents.windowing import (
     WindowState,
@@ -67,6 +74,44 @@ def register_ingest(
             key=job.key.encode(), value=job.model_dump_json().encode(), force=True
         )
 
+    ledger = AckLedger()
+    # key -> message_id -> the event that holds the watermark for a message in an open window
+    held: dict[bytes, dict[str, Any]] = {}
+
+    def hold(key: bytes, state: WindowState, items: list[tuple[ChatMessage, Any]]) -> None:
+        """Keep this batch's open-window events unreleased; release all the others."""
+        mine = held.setdefault(key, {})
+        latest = {m.message_id: e for m, e in items}
+        for message in state.messages:
+            if message.message_id not in mine and message.message_id in latest:
+                mine[message.message_id] = latest[message.message_id]
+        kept = {id(e) for e in mine.values()}
+        for _, event in items:
+            if id(event) not in kept:
+                ledger.release(event)
+        if not mine:
+            del held[key]
+
+    def release(key: bytes, job: ConsolidationJob) -> None:
+        """The job is in the producer (flushed before any commit): its messages may go."""
+        mine = held.get(key)
+        if not mine:
+            return
+        for message in job.messages:
+            event = mine.pop(message.message_id, None)
+            if event is not None:
+                ledger.release(event)
+        if not mine:
+            del held[key]
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types a union
+    async def forget_revoked(sender: Any, revoked: Any = (), **kwargs: Any) -> None:
+        # The new owner re-reads these messages from the last committed offset.
+        gone = {tp.partition for tp in revoked if tp.topic == s.kafka.messages_topic}
+        ledger.forget(gone)
+        for key in [k for k in held if partition_for(k, partitions) in gone]:
+            del held[key]
+
     async def dead_letter(event: Any, rejected: Rejected) -> None:
         msg = event.message
         letter = DeadLetter(
@@ -105,9 +150,10 @@ def register_ingest(
         async for events in batches:
             now = utcnow()
             skew = timedelta(seconds=s.window.max_future_skew_seconds)
-            by_key: dict[bytes, list[ChatMessage]] = {}
+            by_key: dict[bytes, list[tuple[ChatMessage, Any]]] = {}
             for event in events:
                 stats.counters["messages_in"] += 1
+                ledger.track(event)
                 msg = event.message
                 decoded = decode_message(
                     msg.key,
@@ -118,21 +164,26 @@ def register_ingest(
                 )
                 if isinstance(decoded, Rejected):
                     await dead_letter(event, decoded)
+                    ledger.release(event)
                     continue
                 key = decoded.key.encode()
                 home = partition_for(key, partitions)
                 if home != msg.partition:
                     await reroute(event, key, home)
+                    ledger.release(event)
                     continue
-                by_key.setdefault(key, []).append(decoded)
-            for key, messages in by_key.items():
+                by_key.setdefault(key, []).append((decoded, event))
+            for key, items in by_key.items():
                 state = _load(windows.get(key))
-                for message in messages:
+                for message, _ in items:
                     state, jobs = add_message(state, message, now, s.window)
                     for job in jobs:
                         await emit(job)
+                        release(key, job)
                 windows[key] = state.model_dump(mode="json")
-                stats.counters["messages_windowed"] += len(messages)
+                hold(key, state, items)
+                stats.counters["messages_windowed"] += len(items)
+            stats.counters["acks_pending"] = ledger.pending()
 
     def active_keys() -> list[bytes]:
         actives = app.assignor.assigned_actives()
@@ -152,6 +203,7 @@ def register_ingest(
             # re-emits the same job (idempotent) rather than losing the window.
             await (await emit(job))
             windows[key] = advance_after(_load(windows.get(key)), job).model_dump(mode="json")
+            release(key, job)
 
     async def drain(process: InlineProcess) -> int:
         """Close every open window of this worker and consolidate it inline."""
@@ -167,6 +219,7 @@ def register_ingest(
         for key, job in closed:
             stats.windows_by_trigger[WindowTrigger.shutdown.value] += 1
             windows[key] = advance_after(_load(windows.get(key)), job).model_dump(mode="json")
+            release(key, job)
         return len(closed)
 
     return drain

@@ -95,8 +95,6 @@ def register_jobs(
                 stats.counters["jobs_done"] += 1
                 stats.counters["memories_written"] += outcome.applied
                 # Time-to-memory: first arrival in the window -> memory written (wall clock).
-                stats.counters["time_to_memory_ms_sum"] += int(
-                    (now - job.opened_at).total_seconds() * 1000
-                )
+                stats.time_to_memory_ms.append((now - job.opened_at).total_seconds() * 1000)
 
     return processor

@@ -1,0 +1,1 @@
+"""Evaluation and benchmarks: measured through the real pipeline, reported as JSON."""

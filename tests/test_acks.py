@@ -1,0 +1,71 @@
+"""Acks leave a partition only from its head, in offset order (no servers)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from memstream.agents.acks import AckLedger
+
+
+@dataclass
+class FakeMessage:
+    partition: int
+    offset: int
+    refcount: int = 1
+
+    def incref(self) -> None:
+        self.refcount += 1
+
+
+@dataclass
+class FakeEvent:
+    message: FakeMessage
+    log: list[tuple[int, int]] = field(default_factory=list)
+
+    def ack(self) -> bool:
+        self.message.refcount -= 1
+        self.log.append((self.message.partition, self.message.offset))
+        return self.message.refcount == 0
+
+
+def events(partition: int, offsets: range, log: list[tuple[int, int]]) -> list[Any]:
+    return [FakeEvent(FakeMessage(partition, o), log) for o in offsets]
+
+
+def test_held_head_blocks_later_acks_until_released() -> None:
+    log: list[tuple[int, int]] = []
+    ledger = AckLedger()
+    evs = events(0, range(5), log)
+    for e in evs:
+        ledger.track(e)
+    assert all(e.message.refcount == 2 for e in evs)
+    for e in evs[1:]:
+        assert ledger.release(e) == 0  # offset 0 (an open window's message) is still held
+    assert log == [] and ledger.pending(0) == 5 and ledger.oldest_held_offset(0) == 0
+    assert ledger.release(evs[0]) == 5
+    assert log == [(0, o) for o in range(5)] and ledger.pending() == 0
+
+
+def test_partitions_are_independent_and_release_is_idempotent() -> None:
+    log: list[tuple[int, int]] = []
+    ledger = AckLedger()
+    a, b = events(0, range(2), log), events(1, range(2), log)
+    for e in [*a, *b]:
+        ledger.track(e)
+    ledger.track(a[0])  # tracking twice does not take a second reference
+    assert a[0].message.refcount == 2
+    assert ledger.release(b[0]) == 1 and ledger.release(b[0]) == 0
+    assert ledger.release(a[1]) == 0 and ledger.pending(0) == 2
+    assert ledger.release(a[0]) == 2
+    assert log == [(1, 0), (0, 0), (0, 1)]
+
+
+def test_forget_drops_revoked_partitions_without_acking() -> None:
+    log: list[tuple[int, int]] = []
+    ledger = AckLedger()
+    evs = events(3, range(3), log)
+    for e in evs:
+        ledger.track(e)
+    ledger.forget({3})
+    assert ledger.pending() == 0 and ledger.release(evs[0]) == 0 and log == []
