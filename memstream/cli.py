@@ -175,6 +175,37 @@ def eval_locomo(
     click.echo(text)
 
 
+@main.group()
+def bench() -> None:
+    """Benchmarks; each prints one JSON object."""
+
+
+@bench.command("retrieval")
+@click.option("--users", default=1000, show_default=True, type=click.IntRange(1))
+@click.option("--memories", "per_user", default=50, show_default=True, type=click.IntRange(1))
+@click.option("--clients", default=16, show_default=True, type=click.IntRange(1, 512))
+@click.option("--seconds", default=20.0, show_default=True, type=click.FloatRange(1, 3600))
+@click.option("--top-k", default=20, show_default=True, type=click.IntRange(1, 200))
+@click.pass_context
+def bench_retrieval_cmd(
+    ctx: click.Context, users: int, per_user: int, clients: int, seconds: float, top_k: int
+) -> None:
+    """Load U users x M memories, run C concurrent HTTP clients against the query service."""
+    from memstream.evaluation.bench import bench_retrieval
+
+    report = asyncio.run(
+        bench_retrieval(
+            _settings(ctx),
+            users=users,
+            per_user=per_user,
+            clients=clients,
+            seconds=seconds,
+            top_k=top_k,
+        )
+    )
+    click.echo(json.dumps(report))
+
+
 @main.command()
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--api-port", type=int, default=None, help="Default: settings api.port (8080).")

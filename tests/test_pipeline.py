@@ -55,7 +55,9 @@ async def check_outcome(
         return await store.count(owner) >= len(expected)
 
     if not await wait_for(all_written, timeout=120, alive=worker.alive):
-        pytest.fail(await diagnose_missing(settings, store, expected))
+        pytest.fail(
+            f"{await diagnose_missing(settings, store, expected)}; worker: {worker.stats()}"
+        )
     await asyncio.sleep(2)  # time for anything extra (a duplicate) to show up
     await store.refresh()
     assert await store.count(owner) == len(expected)

@@ -1,0 +1,194 @@
+"""``memstream bench``: benchmarks that print one JSON object (never timed assertions)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from memstream.config import Settings, settings_env
+from memstream.embedded import free_port, spawn, stop, wait_port
+from memstream.embedder import load_embedder
+from memstream.evaluation.harness import isolated_settings
+from memstream.schemas import MemoryNode, MemoryType, memory_id
+from memstream.sinks import open_store
+
+_SUBJECTS = [
+    "tennis",
+    "hiking",
+    "sushi",
+    "violin",
+    "my sister",
+    "the new job",
+    "Hangzhou",
+    "my dog",
+    "marathon training",
+    "pottery class",
+    "a trip to Yunnan",
+    "coffee",
+    "chess",
+    "my landlord",
+    "the dentist",
+    "salsa lessons",
+    "a book club",
+    "gardening",
+    "my startup",
+    "the flu",
+]
+_VERBS = [
+    "I started",
+    "I stopped",
+    "I really enjoy",
+    "I am worried about",
+    "I talked about",
+    "I spent the weekend on",
+    "I want to try",
+    "I gave up",
+    "I keep thinking about",
+]
+
+
+def _text(rng: random.Random, i: int) -> str:
+    return f"{rng.choice(_VERBS)} {rng.choice(_SUBJECTS)} ({i}) with {rng.choice(_SUBJECTS)}."
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process, from /proc (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q * len(ordered) + 0.5 - 1e-9)))
+    return ordered[rank - 1]
+
+
+async def load_store(settings: Settings, users: int, per_user: int, seed: int = 1) -> float:
+    """Write users × per_user observations with real embeddings; returns seconds."""
+    rng = random.Random(seed)
+    embedder = load_embedder(settings.embedder)
+    started = time.perf_counter()
+    base = datetime(2024, 1, 1, tzinfo=UTC)
+    async with open_store(settings.store, dimensions=embedder.dimensions) as store:
+        texts = [_text(rng, i) for i in range(per_user * 4)]
+        vectors = embedder.embed(texts)  # a shared pool: embedding 50k texts is not the point
+        for u in range(users):
+            nodes = []
+            for i in range(per_user):
+                j = rng.randrange(len(texts))
+                when = base + timedelta(days=u % 365, minutes=i)
+                nodes.append(
+                    MemoryNode(
+                        memory_id=memory_id("bench", f"u{u}", [f"m{i}"], 0),
+                        owner_id="bench",
+                        user_id=f"u{u}",
+                        memory_type=MemoryType.observation,
+                        content=texts[j],
+                        message_time=when,
+                        valid_from=when,
+                        recorded_at=when,
+                        source_message_ids=[f"m{i}"],
+                        vector=vectors[j].tolist(),
+                        embedding_model=embedder.model_id,
+                    )
+                )
+            await store.upsert(nodes)
+        await store.refresh()
+    return time.perf_counter() - started
+
+
+async def bench_retrieval(
+    base: Settings, *, users: int, per_user: int, clients: int, seconds: float, top_k: int
+) -> dict[str, Any]:
+    """Load a store, start the query service as its own process, hammer it from C clients."""
+    with tempfile.TemporaryDirectory(prefix="memstream-bench-") as tmp:
+        settings = isolated_settings(base, Path(tmp))
+        load_s = await load_store(settings, users, per_user)
+        port = free_port()
+        env = {**settings_env(settings), "MEMSTREAM_API__PORT": str(port)}
+        proc = spawn(
+            [sys.executable, "-m", "memstream", "serve", "--port", str(port)],
+            {**os.environ, **env},
+            Path(tmp) / "service.log",
+        )
+        try:
+            wait_port("127.0.0.1", port, timeout=60, proc=proc)
+            url = f"http://127.0.0.1:{port}/v1/retrieve"
+            rng = random.Random(2)
+            latencies: list[float] = []
+            errors = 0
+            empty = 0
+            limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+            async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+                # Warm up: first requests pay for lazy imports and caches.
+                for _ in range(20):
+                    await client.post(
+                        url,
+                        json={
+                            "owner_id": "bench",
+                            "user_id": "u0",
+                            "query": "warm up",
+                            "top_k": top_k,
+                        },
+                    )
+                deadline = time.perf_counter() + seconds
+
+                async def run() -> None:
+                    nonlocal errors, empty
+                    while time.perf_counter() < deadline:
+                        body = {
+                            "owner_id": "bench",
+                            "user_id": f"u{rng.randrange(users)}",
+                            "query": f"what about {rng.choice(_SUBJECTS)}?",
+                            "top_k": top_k,
+                        }
+                        t0 = time.perf_counter()
+                        try:
+                            r = await client.post(url, json=body)
+                            ok = r.status_code == 200
+                            if ok and not r.json()["memories"]:
+                                empty += 1
+                        except httpx.HTTPError:
+                            ok = False
+                        latencies.append((time.perf_counter() - t0) * 1000)
+                        errors += 0 if ok else 1
+
+                started = time.perf_counter()
+                await asyncio.gather(*(run() for _ in range(clients)))
+                elapsed = time.perf_counter() - started
+            service_rss = rss_mb(proc.pid)
+        finally:
+            stop(proc)
+    return {
+        "benchmark": "retrieval",
+        "store": settings.store.backend,
+        "users": users,
+        "memories_per_user": per_user,
+        "memories": users * per_user,
+        "clients": clients,
+        "seconds": round(elapsed, 2),
+        "top_k": top_k,
+        "requests": len(latencies),
+        "errors": errors,
+        "empty_results": empty,
+        "rps": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(quantile(latencies, 0.50), 2),
+        "p95_ms": round(quantile(latencies, 0.95), 2),
+        "p99_ms": round(quantile(latencies, 0.99), 2),
+        "mean_ms": round(statistics.fmean(latencies), 2),
+        "service_rss_mb": service_rss,
+        "load_seconds": round(load_s, 2),
+        "note": "client and service share the machine's 2 cores; the embedder runs per query",
+    }
