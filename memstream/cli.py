@@ -180,6 +180,21 @@ def bench() -> None:
     """Benchmarks; each prints one JSON object."""
 
 
+@bench.command("ingest")
+@click.option("--messages", default=100_000, show_default=True, type=click.IntRange(1))
+@click.option("--users", default=1000, show_default=True, type=click.IntRange(1))
+@click.option("--partitions", default=4, show_default=True, type=click.IntRange(1, 256))
+@click.pass_context
+def bench_ingest_cmd(ctx: click.Context, messages: int, users: int, partitions: int) -> None:
+    """Worker ingest (validate + window) vs a bare Faust agent on the same topic."""
+    from memstream.evaluation.bench import bench_ingest
+
+    report = asyncio.run(
+        bench_ingest(_settings(ctx), messages=messages, users=users, partitions=partitions)
+    )
+    click.echo(json.dumps(report))
+
+
 @bench.command("retrieval")
 @click.option("--users", default=1000, show_default=True, type=click.IntRange(1))
 @click.option("--memories", "per_user", default=50, show_default=True, type=click.IntRange(1))

@@ -184,7 +184,10 @@ async def _offsets_of(settings: Settings, message_ids: set[str]) -> dict[str, ob
             batch = await consumer.getmany(timeout_ms=250)
             for tp, records in batch.items():
                 for r in records:
-                    mid = json.loads(r.value or b"{}").get("message_id")
+                    try:
+                        mid = json.loads(r.value or b"{}").get("message_id")
+                    except (ValueError, AttributeError):
+                        continue  # the invalid records of the data set
                     if mid in message_ids:
                         found[mid] = (tp.partition, r.offset)
     finally:

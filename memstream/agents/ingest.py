@@ -23,6 +23,7 @@ from faust.types import TableT
 
 from memstream.agents.acks import AckLedger
 from memstream.agents.context import WorkerContext
+from memstream.agents.delivery import InOrderDelivery
 from memstream.agents.windowing import (
     WindowState,
     add_message,
@@ -104,6 +105,8 @@ def register_ingest(
         if not mine:
             del held[key]
 
+    delivery = InOrderDelivery(app, s.kafka.messages_topic, stats)
+
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types a union
     async def forget_revoked(sender: Any, revoked: Any = (), **kwargs: Any) -> None:
         # The new owner re-reads these messages from the last committed offset.
@@ -152,6 +155,8 @@ def register_ingest(
             skew = timedelta(seconds=s.window.max_future_skew_seconds)
             by_key: dict[bytes, list[tuple[ChatMessage, Any]]] = {}
             for event in events:
+                if not await delivery.admit(event):
+                    continue
                 stats.counters["messages_in"] += 1
                 ledger.track(event)
                 msg = event.message

@@ -15,6 +15,7 @@ import faust
 from pydantic import ValidationError
 
 from memstream.agents.context import WorkerContext
+from memstream.agents.delivery import InOrderDelivery
 from memstream.agents.processor import JobProcessor
 from memstream.schemas import ConsolidationJob, DeadLetter, DlqReason, MemoryEvent, utcnow
 
@@ -38,6 +39,7 @@ def register_jobs(
         )
 
     processor = JobProcessor(ctx.settings, ctx.store, ctx.embedder, publish)
+    delivery = InOrderDelivery(app, ctx.settings.kafka.jobs_topic, stats)
 
     async def dead_letter(msg: Any, reason: DlqReason, detail: str) -> None:
         stats.dlq_by_reason[reason.value] += 1
@@ -72,6 +74,8 @@ def register_jobs(
         async for events in cast(faust.Stream[bytes], stream).take_events(64, within=0.2):
             parsed: list[tuple[Any, ConsolidationJob]] = []
             for event in events:
+                if not await delivery.admit(event):
+                    continue
                 try:
                     parsed.append(
                         (

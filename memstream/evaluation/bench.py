@@ -192,3 +192,87 @@ async def bench_retrieval(
         "load_seconds": round(load_s, 2),
         "note": "client and service share the machine's 2 cores; the embedder runs per query",
     }
+
+
+async def bench_ingest(
+    base: Settings, *, messages: int, users: int, partitions: int
+) -> dict[str, Any]:
+    """Worker ingest path (validate + window) vs a bare Faust agent, same topic, same run."""
+    from memstream.config import WindowSettings
+    from memstream.evaluation.harness import embedded_pipeline
+    from memstream.schemas import ChatMessage
+
+    big = WindowSettings().model_dump()
+    big.update(max_messages=1000, max_tokens=10**6, idle_seconds=10**6, max_age_seconds=10**7)
+    rng = random.Random(3)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    batch = [
+        ChatMessage(
+            message_id=f"m{i}",
+            owner_id="bench",
+            user_id=f"u{i % users}",
+            role="user",
+            content=_text(rng, i),
+            sent_at=start + timedelta(seconds=i),
+        )
+        for i in range(messages)
+    ]
+    with tempfile.TemporaryDirectory(prefix="memstream-bench-") as tmp:
+        data = isolated_settings(base, Path(tmp)).model_dump()
+        data["kafka"]["partitions"] = partitions
+        data["window"] = big
+        settings = Settings.model_validate(data)
+        async with embedded_pipeline(settings, Path(tmp), start_worker=False) as pipeline:
+            produce_s = await pipeline.produce(batch)
+            bare = await asyncio.to_thread(_run_bare, settings, messages, Path(tmp) / "bare.log")
+            pipeline.start_worker()
+            first = await pipeline.wait(
+                lambda s: int(s.get("messages_in", 0)) > 0, within=120, what="first message"
+            )
+            t0 = time.perf_counter() - 0.1  # the poll interval it may have been seen late by
+            del first
+            await pipeline.wait(
+                lambda s: int(s.get("messages_windowed", 0)) >= messages,
+                within=1800,
+                what="all messages windowed",
+                interval=0.05,
+            )
+            ingest_s = time.perf_counter() - t0
+            assert pipeline.worker is not None
+            worker_rss = rss_mb(pipeline.worker.proc.pid)
+            pipeline.worker.kill()  # a bench: no need to consolidate 100k messages on the way out
+    ingest_rate = messages / ingest_s
+    bare_rate = bare["messages"] / bare["seconds"]
+    return {
+        "benchmark": "ingest",
+        "messages": messages,
+        "users": users,
+        "partitions": partitions,
+        "produce_msgs_per_s": round(messages / produce_s, 1),
+        "ingest_msgs_per_s": round(ingest_rate, 1),
+        "bare_faust_msgs_per_s": round(bare_rate, 1),
+        "ratio": round(ingest_rate / bare_rate, 3),
+        "worker_rss_mb": worker_rss,
+        "note": "ingest = first message seen to all windowed (stats polled every 50 ms); "
+        "windows sized so none closes during the run; the embedder is loaded in the worker",
+    }
+
+
+def _run_bare(settings: Settings, expect: int, log_path: Path) -> dict[str, float]:
+    import json
+    import subprocess
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "memstream.evaluation.bare_faust",
+        settings.kafka.bootstrap_servers,
+        settings.kafka.messages_topic,
+        str(settings.kafka.partitions),
+        str(expect),
+        f"bare-{settings.worker.app_id}",
+    ]
+    with log_path.open("wb") as log:
+        out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, timeout=1800, check=True)
+    result: dict[str, float] = json.loads(out.stdout.decode().strip().splitlines()[-1])
+    return result

@@ -44,8 +44,17 @@ class Pipeline:
             await producer.send_many(messages)
         return time.perf_counter() - started
 
+    def start_worker(self) -> WorkerProcess:
+        self.worker = WorkerProcess(settings_env(self.settings), self.workdir / "worker.log")
+        return self.worker
+
     async def wait(
-        self, done: Callable[[dict[str, Any]], bool], *, within: float, what: str
+        self,
+        done: Callable[[dict[str, Any]], bool],
+        *,
+        within: float,
+        what: str,
+        interval: float = 0.5,
     ) -> dict[str, Any]:
         """Poll the worker's stats until ``done`` says so; fail clearly if it dies or stalls."""
         assert self.worker is not None
@@ -57,7 +66,7 @@ class Pipeline:
             stats = self.worker.stats()
             if stats and done(stats):
                 return stats
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(interval)
         raise TimeoutError(f"{what} not reached in {within}s; last stats {stats}")
 
     def stop_worker(self) -> int:
@@ -67,13 +76,16 @@ class Pipeline:
 
 
 @contextlib.asynccontextmanager
-async def embedded_pipeline(settings: Settings, workdir: Path) -> AsyncIterator[Pipeline]:
+async def embedded_pipeline(
+    settings: Settings, workdir: Path, *, start_worker: bool = True
+) -> AsyncIterator[Pipeline]:
     port = int(settings.kafka.bootstrap_servers.rsplit(":", 1)[1])
     broker = start_tansu(port, workdir / "broker.log")
     pipeline = Pipeline(settings, workdir)
     try:
         await create_topics(settings.kafka)
-        pipeline.worker = WorkerProcess(settings_env(settings), workdir / "worker.log")
+        if start_worker:
+            pipeline.start_worker()
         yield pipeline
     finally:
         if pipeline.worker is not None and pipeline.worker.alive():

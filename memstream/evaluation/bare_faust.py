@@ -1,0 +1,49 @@
+"""A bare Faust agent that only iterates a topic: the baseline for ``memstream bench ingest``.
+
+Run as ``python -m memstream.evaluation.bare_faust BOOTSTRAP TOPIC PARTITIONS EXPECT GROUP``;
+prints one JSON line ``{"messages": n, "seconds": s}`` (first to last message) and exits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import faust
+
+
+def main() -> None:
+    bootstrap, topic_name, partitions, expect, group = sys.argv[1:6]
+    app = faust.App(
+        group,
+        broker=f"kafka://{bootstrap}",
+        store="memory://",
+        datadir=os.environ.get("TMPDIR", "/tmp") + f"/{group}",
+        topic_partitions=int(partitions),
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=10,
+        broker_rebalance_timeout=10,
+        web_enabled=False,
+    )
+    topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
+    state = {"n": 0, "first": 0.0}
+
+    @app.agent(topic)
+    async def iterate(stream: faust.StreamT[bytes]) -> None:
+        async for _ in stream:
+            if state["n"] == 0:
+                state["first"] = time.perf_counter()
+            state["n"] += 1
+            if state["n"] >= int(expect):
+                seconds = time.perf_counter() - state["first"]
+                print(json.dumps({"messages": state["n"], "seconds": seconds}), flush=True)
+                os._exit(0)  # the measurement is done; skip Faust's shutdown
+
+    worker = faust.Worker(app, loglevel="warning", quiet=True)
+    worker.execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()
