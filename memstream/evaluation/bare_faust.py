@@ -1,7 +1,7 @@
 """A bare Faust agent that only iterates a topic: the baseline for ``memstream bench ingest``.
 
-Run as ``python -m memstream.evaluation.bare_faust BOOTSTRAP TOPIC PARTITIONS EXPECT GROUP``;
-prints one JSON line ``{"messages": n, "seconds": s}`` (first to last message) and exits.
+Run as ``python -m memstream.evaluation.bare_faust BOOTSTRAP TOPIC PARTITIONS EXPECT GROUP OUT``;
+writes ``{"messages": n, "seconds": s}`` (first to last message) to the file OUT and exits.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import faust
 
 
 def main() -> None:
-    bootstrap, topic_name, partitions, expect, group = sys.argv[1:6]
+    bootstrap, topic_name, partitions, expect, group, out = sys.argv[1:7]
     app = faust.App(
         group,
         broker=f"kafka://{bootstrap}",
@@ -38,7 +38,8 @@ def main() -> None:
             state["n"] += 1
             if state["n"] >= int(expect):
                 seconds = time.perf_counter() - state["first"]
-                print(json.dumps({"messages": state["n"], "seconds": seconds}), flush=True)
+                with open(out, "w", encoding="utf-8") as fh:  # noqa: ASYNC230 - exits next
+                    json.dump({"messages": state["n"], "seconds": seconds}, fh)
                 os._exit(0)  # the measurement is done; skip Faust's shutdown
 
     worker = faust.Worker(app, loglevel="warning", quiet=True)

@@ -271,8 +271,9 @@ def _run_bare(settings: Settings, expect: int, log_path: Path) -> dict[str, floa
         str(settings.kafka.partitions),
         str(expect),
         f"bare-{settings.worker.app_id}",
+        str(log_path.with_suffix(".json")),
     ]
     with log_path.open("wb") as log:
-        out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, timeout=1800, check=True)
-    result: dict[str, float] = json.loads(out.stdout.decode().strip().splitlines()[-1])
+        subprocess.run(cmd, stdout=log, stderr=log, timeout=1800, check=True)
+    result: dict[str, float] = json.loads(log_path.with_suffix(".json").read_text())
     return result
