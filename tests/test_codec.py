@@ -10,16 +10,10 @@ import pytest
 from memstream.schemas import ChatMessage, DlqReason
 from memstream.streams.codec import Rejected, decode_message
 from memstream.streams.partitioning import partition_for
+from tests.test_schemas import VALID
 
 NOW = datetime(2024, 7, 10, 12, 0, tzinfo=UTC)
-GOOD = {
-    "message_id": "m-1",
-    "owner_id": "app",
-    "user_id": "u-1",
-    "role": "user",
-    "content": "I like tea",
-    "sent_at": "2024-07-10T09:30:00+08:00",
-}
+GOOD = VALID
 
 
 def decode(value: bytes | None, key: bytes | None = b"app/u-1") -> ChatMessage | Rejected:
