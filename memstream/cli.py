@@ -268,7 +268,9 @@ def up(
         click.echo("\nstopping: worker consolidates open windows first ...")
         for name, proc in reversed(procs):
             code = stop(proc, timeout=60 if name == "worker" else 15)
-            click.echo(f"  {name} stopped ({code})")
+            # uvicorn re-raises the SIGTERM it handled gracefully: that is a clean stop too.
+            clean = code in (0, -signal.SIGTERM)
+            click.echo(f"  {name} stopped" + ("" if clean else f" uncleanly (exit {code})"))
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, shutdown)
