@@ -241,6 +241,7 @@ def up(
     load_file: Path | None,
 ) -> None:
     """Everything on one machine: embedded broker, a worker, the query service, SQLite."""
+    from memstream.config import settings_env
     from memstream.embedded import spawn, start_tansu, stop, wait_port
 
     base = _settings(ctx, data_dir=data_dir)
@@ -249,18 +250,12 @@ def up(
         data_dir=base.data_dir,
         kafka={**base.kafka.model_dump(), "bootstrap_servers": f"127.0.0.1:{broker_port}"},
         api={**base.api.model_dump(), **({"port": api_port} if api_port is not None else {})},
+        store={**base.store.model_dump(), "backend": "sqlite"},
     )
     logs = s.data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "MEMSTREAM_DATA_DIR": str(s.data_dir),
-        "MEMSTREAM_KAFKA__BOOTSTRAP_SERVERS": s.kafka.bootstrap_servers,
-        "MEMSTREAM_API__PORT": str(s.api.port),
-        "MEMSTREAM_STORE__BACKEND": "sqlite",
-    }
-    if ctx.obj.get("config"):
-        env["MEMSTREAM_CONFIG"] = str(ctx.obj["config"])
+    # The children get exactly these settings (file, environment and flags already merged).
+    env = {**os.environ, **settings_env(s)}
     me = [sys.executable, "-m", "memstream"]
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
