@@ -58,7 +58,9 @@ def register_jobs(
     async def run_one(msg: Any, job: ConsolidationJob) -> None:
         for attempt in range(1, RETRIES + 1):
             try:
-                await processor.process([job])
+                (outcome,) = await processor.process([job])
+                stats.counters["jobs_done"] += 1
+                stats.counters["memories_written"] += outcome.applied
                 return
             except Exception as exc:
                 log.warning("job %s failed (attempt %d/%d): %r", job.job_id, attempt, RETRIES, exc)
