@@ -76,9 +76,78 @@ class StoreSettings(BaseModel):
 
 
 class EmbedderSettings(BaseModel):
-    backend: Literal["onnx-minilm"] = "onnx-minilm"
+    backend: Literal["onnx-minilm", "openai", "dashscope"] = Field(
+        "onnx-minilm", description="onnx-minilm runs locally; openai/dashscope call an API."
+    )
     batch_size: int = Field(64, ge=1, le=1024)
-    max_tokens: int = Field(256, ge=16, le=512)
+    max_tokens: int = Field(256, ge=16, le=512, description="onnx-minilm: tokens per text.")
+    model: str | None = Field(
+        None,
+        description="API model (openai: text-embedding-3-small, dashscope: text-embedding-v3).",
+    )
+    base_url: str | None = Field(None, description="openai: any compatible endpoint.")
+    api_key: str | None = Field(None, description="API key of the openai/dashscope backend.")
+    dimensions: int | None = Field(None, ge=1, description="Requested vector size, if supported.")
+    timeout_seconds: float = Field(30.0, gt=0)
+
+
+class LLMSettings(BaseModel):
+    """The generation model. ``backend = "none"`` is LLM-free mode (verbatim observations)."""
+
+    backend: Literal["none", "openai", "dashscope"] = "none"
+    model: str = Field("gpt-4o-mini", description="Model name sent to the backend.")
+    base_url: str | None = Field(
+        None, description="openai: OpenAI, vLLM, Ollama, llama.cpp... (…/v1)."
+    )
+    api_key: str | None = Field(
+        None, description="Falls back to OPENAI_API_KEY / DASHSCOPE_API_KEY."
+    )
+    timeout_seconds: float = Field(60.0, gt=0, description="Per request.")
+    max_retries: int = Field(3, ge=0, le=10, description="On 429, 5xx and timeouts, with backoff.")
+    backoff_seconds: float = Field(1.0, ge=0, description="First backoff; doubles per retry.")
+    concurrency: int = Field(4, ge=1, le=256, description="Requests in flight per backend.")
+    temperature: float = Field(0.0, ge=0, le=2)
+    max_output_tokens: int = Field(2048, ge=16)
+    cache_path: Path | None = Field(
+        None, description="Response cache (SQLite). Default: DATA_DIR/llm-cache.db."
+    )
+    cache_enabled: bool = Field(True, description="Replays of unchanged prompts are free.")
+    json_schema_output: bool = Field(
+        True, description="Send a JSON schema (structured output); off: plain JSON mode."
+    )
+
+
+class ConsolidationSettings(BaseModel):
+    """LLM consolidation of a window: one fused call (filter, extract, time, reconcile)."""
+
+    min_score: int = Field(2, ge=0, le=3, description="Info-filter score a fact needs (0-3).")
+    similar_k: int = Field(5, ge=0, le=50, description="Similar existing memories per message.")
+    similar_min_score: float = Field(
+        0.5, ge=-1, le=1, description="Cosine a memory needs to be shown for reconciliation."
+    )
+    max_existing: int = Field(20, ge=0, le=200, description="Existing memories in one prompt.")
+
+
+class ReflectionSettings(BaseModel):
+    """Timer-driven reflection: observations -> insights, long-range contradictions."""
+
+    enabled: bool = Field(True, description="Only with a generation model.")
+    threshold: int = Field(6, ge=1, description="Unreflected observations that make it due.")
+    check_seconds: float = Field(10.0, gt=0, description="How often the timer looks.")
+    min_interval_seconds: float = Field(
+        60.0, ge=0, description="At most one reflection per user per interval (debounce)."
+    )
+    max_observations: int = Field(40, ge=1, le=500, description="Observations per call.")
+    resolve_contradictions: bool = Field(
+        True, description="Expire older observations contradicted by newer similar ones."
+    )
+    contradiction_min_score: float = Field(0.6, ge=-1, le=1)
+
+
+class RerankSettings(BaseModel):
+    backend: Literal["none", "dashscope"] = "none"
+    model: str = "gte-rerank"
+    api_key: str | None = None
 
 
 class ApiSettings(BaseModel):
@@ -102,6 +171,10 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    consolidation: ConsolidationSettings = Field(default_factory=ConsolidationSettings)
+    reflection: ReflectionSettings = Field(default_factory=ReflectionSettings)
+    rerank: RerankSettings = Field(default_factory=RerankSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
 
     #: Set by :meth:`load`; a TOML file read before the environment.
@@ -111,6 +184,8 @@ class Settings(BaseSettings):
     def _defaults(self) -> Settings:
         if self.store.sqlite_path is None:
             self.store.sqlite_path = self.data_dir / "memstream.db"
+        if self.llm.cache_path is None:
+            self.llm.cache_path = self.data_dir / "llm-cache.db"
         return self
 
     @classmethod

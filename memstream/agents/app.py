@@ -71,7 +71,12 @@ def create_app(ctx: WorkerContext) -> faust.App:
     processor = register_jobs(app, ctx, topics)
 
     async def process_inline(jobs: list[ConsolidationJob]) -> None:
-        await processor.process(jobs)
+        outcomes = await processor.process(jobs)
+        failed = [o for o in outcomes if o.error is not None or o.failure is not None]
+        if failed:
+            # The windows stay unacknowledged: the next start reads them again and the jobs
+            # agent retries or dead-letters them with the reason.
+            raise RuntimeError(f"{len(failed)} of {len(jobs)} open windows did not consolidate")
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode types a union it cannot match
     async def consolidate_open_windows(

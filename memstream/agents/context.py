@@ -8,8 +8,10 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from memstream.agents.scheduler import ReflectionScheduler
 from memstream.config import Settings
 from memstream.embedder import Embedder
+from memstream.llm import LLMClient, LLMUsage
 from memstream.sinks import MemoryStore
 
 
@@ -23,6 +25,7 @@ class WorkerStats:
     windows_by_trigger: Counter[str] = field(default_factory=Counter)
     #: Recent time-to-memory samples (ms): a window's first arrival -> its memories written.
     time_to_memory_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
+    llm: LLMUsage = field(default_factory=LLMUsage)
 
     def as_dict(self) -> dict[str, Any]:
         samples = sorted(self.time_to_memory_ms)
@@ -36,6 +39,7 @@ class WorkerStats:
                 "p50": _quantile(samples, 0.50),
                 "p95": _quantile(samples, 0.95),
             },
+            "llm": self.llm.as_dict(),
         }
 
 
@@ -53,6 +57,8 @@ class WorkerContext:
     store: MemoryStore
     embedder: Embedder
     stats: WorkerStats = field(default_factory=WorkerStats)
+    llm: LLMClient | None = None
+    scheduler: ReflectionScheduler | None = None
     _opened: bool = False
     _open_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -69,3 +75,6 @@ class WorkerContext:
             if self._opened:
                 await self.store.close()
                 self._opened = False
+            if self.llm is not None:
+                await self.llm.close()
+                self.llm = None

@@ -1,7 +1,10 @@
-"""Jobs agent: consume ``memstream.jobs`` and run each through the :class:`JobProcessor`.
+"""Jobs agent: consume ``memstream.jobs`` and run each through the :class:`JobProcessor`;
+the reflection timer puts reflection jobs on the same topic.
 
 One jobs topic keyed by user serialises all changes to a user's memories. A job that fails
-is retried with backoff, then dead-lettered with the reason; the worker never crashes on it.
+unexpectedly is retried with backoff, then dead-lettered; a job the model cannot serve
+(output that does not validate twice, or still unavailable after the client's retries) is
+dead-lettered with that reason at once. The worker never crashes on a job.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import time
 from typing import Any, cast
 
 import faust
@@ -16,8 +20,18 @@ from pydantic import ValidationError
 
 from memstream.agents.context import WorkerContext
 from memstream.agents.delivery import InOrderDelivery
-from memstream.agents.processor import JobProcessor
-from memstream.schemas import ConsolidationJob, DeadLetter, DlqReason, MemoryEvent, utcnow
+from memstream.agents.processor import AnyJob, JobOutcome, JobProcessor
+from memstream.schemas import (
+    ConsolidationJob,
+    DeadLetter,
+    DlqReason,
+    MemoryEvent,
+    ReflectionJob,
+    parse_job,
+    reflection_job_id,
+    split_user_key,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +52,9 @@ def register_jobs(
             force=True,
         )
 
-    processor = JobProcessor(ctx.settings, ctx.store, ctx.embedder, publish)
+    processor = JobProcessor(
+        ctx.settings, ctx.store, ctx.embedder, publish, llm=ctx.llm, scheduler=ctx.scheduler
+    )
     delivery = InOrderDelivery(app, ctx.settings.kafka.jobs_topic, stats)
 
     async def dead_letter(msg: Any, reason: DlqReason, detail: str) -> None:
@@ -55,12 +71,30 @@ def register_jobs(
         )
         await dlq_topic.send(key=msg.key, value=letter.model_dump_json().encode(), force=True)
 
-    async def run_one(msg: Any, job: ConsolidationJob) -> None:
+    async def settle(msg: Any, job: AnyJob, outcome: JobOutcome) -> bool:
+        """Count a finished job; dead-letter one the model could not serve. False = retry."""
+        if outcome.error is not None:
+            return False
+        if outcome.failure is not None:
+            log.warning("job %s dead-lettered: %s", job.job_id, outcome.detail)
+            await dead_letter(msg, outcome.failure, outcome.detail)
+            stats.counters["jobs_failed"] += 1
+            return True
+        stats.counters["jobs_done"] += 1
+        stats.counters[f"jobs_done_{job.job_type}"] += 1
+        stats.counters["memories_written"] += outcome.applied
+        if isinstance(job, ConsolidationJob):
+            # Time-to-memory: first arrival in the window -> memory written (wall clock).
+            stats.time_to_memory_ms.append((utcnow() - job.opened_at).total_seconds() * 1000)
+        return True
+
+    async def run_one(msg: Any, job: AnyJob) -> None:
         for attempt in range(1, RETRIES + 1):
             try:
                 (outcome,) = await processor.process([job])
-                stats.counters["jobs_done"] += 1
-                stats.counters["memories_written"] += outcome.applied
+                if outcome.error is not None:
+                    raise outcome.error
+                await settle(msg, job, outcome)
                 return
             except Exception as exc:
                 log.warning("job %s failed (attempt %d/%d): %r", job.job_id, attempt, RETRIES, exc)
@@ -74,17 +108,12 @@ def register_jobs(
     async def consume_jobs(stream: faust.StreamT[bytes]) -> None:
         await ctx.ensure_store()
         async for events in cast(faust.Stream[bytes], stream).take_events(64, within=0.2):
-            parsed: list[tuple[Any, ConsolidationJob]] = []
+            parsed: list[tuple[Any, AnyJob]] = []
             for event in events:
                 if not await delivery.admit(event):
                     continue
                 try:
-                    parsed.append(
-                        (
-                            event.message,
-                            ConsolidationJob.model_validate_json(event.message.value or b""),
-                        )
-                    )
+                    parsed.append((event.message, parse_job(event.message.value or b"")))
                 except ValidationError as exc:
                     await dead_letter(event.message, DlqReason.invalid_value, str(exc))
             if not parsed:
@@ -96,11 +125,29 @@ def register_jobs(
                 for msg, job in parsed:
                     await run_one(msg, job)
                 continue
-            now = utcnow()
-            for (_, job), outcome in zip(parsed, outcomes, strict=True):
-                stats.counters["jobs_done"] += 1
-                stats.counters["memories_written"] += outcome.applied
-                # Time-to-memory: first arrival in the window -> memory written (wall clock).
-                stats.time_to_memory_ms.append((now - job.opened_at).total_seconds() * 1000)
+            for (msg, job), outcome in zip(parsed, outcomes, strict=True):
+                if not await settle(msg, job, outcome):
+                    await run_one(msg, job)
+
+    if processor.reflects and ctx.scheduler is not None:
+        scheduler = ctx.scheduler
+
+        @app.timer(interval=ctx.settings.reflection.check_seconds)  # type: ignore[untyped-decorator]
+        async def request_reflections() -> None:
+            """The timer-driven agent: a reflection job for each user that is due."""
+            for key, count in scheduler.take_due(time.monotonic()):
+                owner_id, user_id = split_user_key(key)
+                requested = utcnow()
+                job = ReflectionJob(
+                    job_id=reflection_job_id(owner_id, user_id, requested),
+                    owner_id=owner_id,
+                    user_id=user_id,
+                    unreflected=count,
+                    requested_at=requested,
+                )
+                stats.counters["reflections_requested"] += 1
+                await jobs_topic.send(
+                    key=key.encode(), value=job.model_dump_json().encode(), force=True
+                )
 
     return processor

@@ -1,26 +1,61 @@
-"""The jobs step without Faust: consolidate → embed → write through the sink → memory events.
+"""The jobs step without Faust: consolidate or reflect → embed → write through the sink →
+memory events.
 
 Kept apart from the agent so it can run inline (graceful shutdown, rebuilds) and be tested
-against a real store without a broker.
+against a real store without a broker. Without a generation model (LLM-free mode) windows
+become verbatim observations, batched across jobs. With one, each window costs one fused
+call (filter, extract, event time, reconciliation against related memories) and reflection
+one more; jobs of one user run in order, different users concurrently.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from memstream.agents.consolidation import observations_verbatim
+import numpy as np
+import numpy.typing as npt
+
+from memstream.agents import llm_consolidation as lc
+from memstream.agents import reflection as rf
+from memstream.agents.consolidation import is_substantive, observations_verbatim
+from memstream.agents.scheduler import ReflectionScheduler
 from memstream.config import Settings
 from memstream.embedder import Embedder
-from memstream.schemas import ConsolidationJob, MemoryEvent, MemoryNode, utcnow
+from memstream.llm import LLMClient, LLMError
+from memstream.prompts import detect_language, load_prompt
+from memstream.schemas import (
+    ConsolidationJob,
+    DlqReason,
+    MemoryEvent,
+    MemoryNode,
+    MemoryType,
+    ReflectionJob,
+    Role,
+    StoreStatus,
+    utcnow,
+)
 from memstream.sinks import MemoryStore
+from memstream.sinks.base import MemoryFilter
 
 log = logging.getLogger(__name__)
 
 #: Publishes one memory event (the Faust topic in the worker; a list in tests).
 Publish = Callable[[MemoryEvent], Awaitable[None]]
+
+AnyJob = ConsolidationJob | ReflectionJob
+
+OBSERVATIONS = MemoryFilter(
+    types=(MemoryType.observation, MemoryType.obs_customized), statuses=(StoreStatus.valid,)
+)
+PLAIN_OBSERVATIONS = MemoryFilter(types=(MemoryType.observation,), statuses=(StoreStatus.valid,))
+INSIGHTS = MemoryFilter(types=(MemoryType.insight,), statuses=(StoreStatus.valid,))
+#: Per-user lists read for reflection; users with more unreflected observations are
+#: reflected in several rounds.
+LIST_LIMIT = 2000
 
 
 @dataclass
@@ -28,44 +63,328 @@ class JobOutcome:
     job_id: str
     memories: int
     applied: int
+    new_observations: int = 0
+    failure: DlqReason | None = None
+    """Set when the job cannot succeed (model output invalid, model unavailable)."""
+    detail: str = ""
+    error: Exception | None = None
+    """An unexpected error (store, broker): the caller retries the job."""
 
 
 class JobProcessor:
     def __init__(
-        self, settings: Settings, store: MemoryStore, embedder: Embedder, publish: Publish
+        self,
+        settings: Settings,
+        store: MemoryStore,
+        embedder: Embedder,
+        publish: Publish,
+        llm: LLMClient | None = None,
+        scheduler: ReflectionScheduler | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._embedder = embedder
         self._publish = publish
+        self.llm = llm
+        self.scheduler = scheduler
+        self.dropped: Counter[str] = Counter()
 
-    async def process(self, jobs: Sequence[ConsolidationJob]) -> list[JobOutcome]:
-        """Consolidate a batch of jobs; embeddings are computed in one batch for all of them."""
+    @property
+    def reflects(self) -> bool:
+        return self.llm is not None and self._settings.reflection.enabled
+
+    async def process(self, jobs: Sequence[AnyJob]) -> list[JobOutcome]:
+        """Run a batch of jobs; one outcome per job, in order.
+
+        LLM-free: one embedding batch for all jobs, and any error fails the whole batch (the
+        caller retries job by job). With a model: per-job outcomes, errors included.
+        """
+        if self.llm is None:
+            return await self._verbatim(jobs)
+        outcomes: dict[int, JobOutcome] = {}
+        by_user: dict[str, list[int]] = {}
+        for i, job in enumerate(jobs):
+            by_user.setdefault(job.key, []).append(i)
+
+        async def run_user(indices: list[int]) -> None:
+            for i in indices:  # one user's jobs in order: read-your-writes
+                outcomes[i] = await self._run_guarded(jobs[i])
+
+        await asyncio.gather(*(run_user(ix) for ix in by_user.values()))
+        return [outcomes[i] for i in range(len(jobs))]
+
+    async def _run_guarded(self, job: AnyJob) -> JobOutcome:
+        try:
+            if isinstance(job, ReflectionJob):
+                return await self._reflect(job)
+            return await self._consolidate(job)
+        except LLMError as exc:
+            return JobOutcome(job.job_id, 0, 0, failure=DlqReason(exc.reason), detail=str(exc))
+        except Exception as exc:
+            log.warning("job %s failed: %r", job.job_id, exc)
+            return JobOutcome(job.job_id, 0, 0, error=exc)
+
+    # -- LLM-free ---------------------------------------------------------------------------
+
+    async def _verbatim(self, jobs: Sequence[AnyJob]) -> list[JobOutcome]:
         recorded_at = utcnow()
         per_job: list[list[MemoryNode]] = [
             observations_verbatim(
                 job, min_chars=self._settings.worker.min_content_chars, recorded_at=recorded_at
             )
+            if isinstance(job, ConsolidationJob)
+            else []  # reflection needs a model; a stray reflection job is a no-op
             for job in jobs
         ]
         nodes = [n for group in per_job for n in group]
-        if nodes:
-            # onnxruntime releases the GIL: embedding in a thread keeps Faust's loop responsive.
-            vectors = await asyncio.to_thread(self._embedder.embed, [n.content for n in nodes])
-            for node_, vector in zip(nodes, vectors, strict=True):
-                node_.vector = vector.tolist()
-                node_.embedding_model = self._embedder.model_id
-            result = await self._store.upsert(nodes)
-            applied = set(result.applied)
-        else:
-            applied = set()
+        await self._embed(nodes)
+        applied = set((await self._store.upsert(nodes)).applied) if nodes else set()
         outcomes = []
         for job, group in zip(jobs, per_job, strict=True):
-            # Events are published for every write, applied or not: after a crash between the
-            # store write and the publish, the retried job must still complete the log.
-            for n in group:
-                await self._publish(MemoryEvent.upsert(n, job.job_id, cause="consolidate"))
+            await self._publish_all(group, job.job_id, "consolidate")
             outcomes.append(
                 JobOutcome(job.job_id, len(group), sum(1 for n in group if n.memory_id in applied))
             )
         return outcomes
+
+    # -- consolidation with a model ---------------------------------------------------------
+
+    async def _consolidate(self, job: ConsolidationJob) -> JobOutcome:
+        assert self.llm is not None
+        cfg = self._settings.consolidation
+        min_chars = self._settings.worker.min_content_chars
+        if not lc.needs_model(job, min_chars):
+            return JobOutcome(job.job_id, 0, 0)
+        user_texts = [m.content for m in job.messages if is_substantive(m, min_chars)]
+        related = await self._related(job, user_texts)
+        view = lc.consolidation_input(job, related)
+        language = detect_language(user_texts)
+        name = _name(job)
+        prompt = load_prompt("consolidate", language)
+        output = await self.llm.structured(
+            step=lc.STEP,
+            owner_id=job.owner_id,
+            messages=prompt.render(name=name, input=view.payload),
+            schema_name=lc.SCHEMA_NAME,
+            schema=lc.output_schema(len(view.user_message_ids)),
+            parse=lc.parse_output,
+        )
+        plan = lc.plan_consolidation(
+            job, view, output, min_score=cfg.min_score, language=language, recorded_at=utcnow()
+        )
+        await self._embed(plan.new)
+        await self._reconcile(job, plan, related, name=name, language=language)
+        self.dropped.update(plan.dropped)
+        nodes = plan.nodes
+        applied = set((await self._store.upsert(nodes)).applied) if nodes else set()
+        await self._publish_all(nodes, job.job_id, "consolidate")
+        await self._count_unreflected(job.key, job.owner_id, job.user_id, len(plan.new))
+        return JobOutcome(
+            job.job_id,
+            len(nodes),
+            sum(1 for n in nodes if n.memory_id in applied),
+            new_observations=len(plan.new),
+        )
+
+    async def _related(self, job: ConsolidationJob, texts: list[str]) -> list[MemoryNode]:
+        """Existing valid observations similar to the window's user messages, then the same
+        day's; never the window's own (so a re-delivered job sends the same prompt)."""
+        cfg = self._settings.consolidation
+        if cfg.max_existing == 0:
+            return []
+        own = {m.message_id for m in job.messages}
+        best: dict[str, tuple[float, MemoryNode]] = {}
+        if cfg.similar_k and texts:
+            vectors = await asyncio.to_thread(self._embedder.embed, texts)
+            for vector in vectors:
+                hits = await self._store.search_vector(
+                    job.owner_id, job.user_id, vector, cfg.similar_k, OBSERVATIONS
+                )
+                for hit in hits:
+                    if hit.score < cfg.similar_min_score or own & set(hit.node.source_message_ids):
+                        continue
+                    if hit.node.memory_id not in best or best[hit.node.memory_id][0] < hit.score:
+                        best[hit.node.memory_id] = (hit.score, hit.node)
+        ranked = [n for _, n in sorted(best.values(), key=lambda sn: (-sn[0], sn[1].memory_id))]
+        days = {m.sent_at.strftime("%Y%m%d") for m in job.messages if m.role is Role.user}
+        recent = await self._store.list_memories(job.owner_id, job.user_id, OBSERVATIONS, limit=50)
+        same_day = [
+            n
+            for n in recent
+            if n.dt in days and n.memory_id not in best and not own & set(n.source_message_ids)
+        ]
+        chosen = ranked + sorted(same_day, key=lambda n: (n.message_time, n.memory_id))
+        # Oldest first reads naturally in the prompt; the cap keeps the most similar.
+        return sorted(chosen[: cfg.max_existing], key=lambda n: (n.valid_from, n.memory_id))
+
+    async def _reconcile(
+        self,
+        job: ConsolidationJob,
+        plan: lc.ConsolidationPlan,
+        shown: Sequence[MemoryNode],
+        *,
+        name: str,
+        language: str,
+    ) -> None:
+        """The second call, only when the new facts themselves (their meaning or keywords)
+        find existing memories the first call did not see."""
+        assert self.llm is not None
+        cfg = self._settings.consolidation
+        pending = [n for n in plan.new if n.memory_id not in plan.related]
+        if not pending or cfg.max_existing == 0:
+            return
+        skip = {n.memory_id for n in shown} | {n.memory_id for n in plan.new}
+        own = {m.message_id for m in job.messages}
+        pool = await self._store.list_memories(
+            job.owner_id, job.user_id, OBSERVATIONS, limit=LIST_LIMIT
+        )
+        best: dict[str, tuple[float, MemoryNode]] = {}
+
+        def consider(score: float, node: MemoryNode) -> None:
+            if node.memory_id in skip or own & set(node.source_message_ids):
+                return
+            if node.memory_id not in best or best[node.memory_id][0] < score:
+                best[node.memory_id] = (score, node)
+
+        for fact in pending:
+            if cfg.similar_k and fact.vector is not None:
+                hits = await self._store.search_vector(
+                    job.owner_id, job.user_id, _array(fact.vector), cfg.similar_k, OBSERVATIONS
+                )
+                for hit in hits:
+                    if hit.score >= cfg.similar_min_score:
+                        consider(hit.score, hit.node)
+            for node in [m for m in pool if lc.shares_keyword(fact, m)][: cfg.similar_k]:
+                consider(cfg.similar_min_score, node)
+        if not best:
+            return
+        ranked = sorted(best.values(), key=lambda sn: (-sn[0], sn[1].memory_id))
+        candidates = sorted(
+            (n for _, n in ranked[: cfg.max_existing]), key=lambda n: (n.valid_from, n.memory_id)
+        )
+        view = lc.reconcile_input(pending, candidates)
+        prompt = load_prompt("reconcile", language)
+        output = await self.llm.structured(
+            step=lc.RECONCILE_STEP,
+            owner_id=job.owner_id,
+            messages=prompt.render(name=name, input=view.payload),
+            schema_name=lc.RECONCILE_SCHEMA_NAME,
+            schema=lc.reconcile_schema(len(view.facts)),
+            parse=lc.parse_reconcile,
+        )
+        lc.apply_reconciliation(plan, view, output, recorded_at=utcnow())
+
+    async def _count_unreflected(self, key: str, owner_id: str, user_id: str, new: int) -> None:
+        if self.scheduler is None or not self.reflects:
+            return
+        if self.scheduler.knows(key):
+            self.scheduler.add(key, new)
+            return
+        observations = await self._store.list_memories(
+            owner_id, user_id, PLAIN_OBSERVATIONS, limit=LIST_LIMIT
+        )
+        self.scheduler.set_count(key, len(rf.due_observations(observations)))
+
+    # -- reflection ------------------------------------------------------------------------
+
+    async def _reflect(self, job: ReflectionJob) -> JobOutcome:
+        assert self.llm is not None
+        cfg = self._settings.reflection
+        observations = await self._store.list_memories(
+            job.owner_id, job.user_id, PLAIN_OBSERVATIONS, limit=LIST_LIMIT
+        )
+        all_due = rf.due_observations(observations)
+        if len(all_due) < cfg.threshold:
+            if self.scheduler is not None:
+                self.scheduler.set_count(job.key, len(all_due))
+            return JobOutcome(job.job_id, 0, 0)
+        due = all_due[: cfg.max_observations]
+        insights = await self._store.list_memories(
+            job.owner_id, job.user_id, INSIGHTS, limit=LIST_LIMIT
+        )
+        conflicts = await self._conflicts(job, due) if cfg.resolve_contradictions else []
+        view = rf.reflection_input(due, insights, conflicts)
+        language = detect_language([o.content for o in due])
+        name = rf.display_name(due, job.user_id)
+        prompt = load_prompt("reflect", language)
+        output = await self.llm.structured(
+            step=rf.STEP,
+            owner_id=job.owner_id,
+            messages=prompt.render(name=name, input=view.payload),
+            schema_name=rf.SCHEMA_NAME,
+            schema=rf.output_schema(len(view.observations), len(view.conflicts)),
+            parse=rf.parse_output,
+        )
+        plan = rf.plan_reflection(
+            job.owner_id,
+            job.user_id,
+            view,
+            due,
+            output,
+            name=name,
+            language=language,
+            recorded_at=utcnow(),
+        )
+        await self._embed(plan.insights)
+        nodes = [*plan.insights, *plan.updated]
+        applied = set((await self._store.upsert(nodes)).applied) if nodes else set()
+        await self._publish_all(nodes, job.job_id, "reflect")
+        if self.scheduler is not None:
+            self.scheduler.set_count(job.key, len(all_due) - len(due))
+        return JobOutcome(job.job_id, len(nodes), sum(1 for n in nodes if n.memory_id in applied))
+
+    async def _conflicts(
+        self, job: ReflectionJob, due: Sequence[MemoryNode]
+    ) -> list[tuple[MemoryNode, MemoryNode]]:
+        """(older, newer) pairs of similar valid observations, at most one per due one."""
+        cfg = self._settings.reflection
+        pairs: dict[frozenset[str], tuple[MemoryNode, MemoryNode]] = {}
+        for node in due:
+            if node.vector is None:
+                continue
+            hits = await self._store.search_vector(
+                job.owner_id, job.user_id, _array(node.vector), 3, PLAIN_OBSERVATIONS
+            )
+            for hit in hits:
+                other = hit.node
+                if other.memory_id == node.memory_id or hit.score < cfg.contradiction_min_score:
+                    continue
+                if other.content.strip() == node.content.strip():
+                    continue
+                older, newer = sorted(
+                    (node, other), key=lambda n: (n.valid_from, n.message_time, n.memory_id)
+                )
+                pairs.setdefault(frozenset((older.memory_id, newer.memory_id)), (older, newer))
+                break
+            if len(pairs) >= 10:
+                break
+        return list(pairs.values())
+
+    # -- shared ----------------------------------------------------------------------------
+
+    async def _embed(self, nodes: Sequence[MemoryNode]) -> None:
+        todo = [
+            n for n in nodes if n.vector is None or n.embedding_model != self._embedder.model_id
+        ]
+        if not todo:
+            return
+        # onnxruntime releases the GIL: embedding in a thread keeps Faust's loop responsive.
+        vectors = await asyncio.to_thread(self._embedder.embed, [n.content for n in todo])
+        for node, vector in zip(todo, vectors, strict=True):
+            node.vector = vector.tolist()
+            node.embedding_model = self._embedder.model_id
+
+    async def _publish_all(self, nodes: Sequence[MemoryNode], job_id: str, cause: str) -> None:
+        # Events are published for every write, applied or not: after a crash between the
+        # store write and the publish, the retried job must still complete the log.
+        for node in nodes:
+            await self._publish(MemoryEvent.upsert(node, job_id, cause=cause))
+
+
+def _name(job: ConsolidationJob) -> str:
+    speakers = Counter(m.speaker for m in job.messages if m.role is Role.user and m.speaker)
+    return speakers.most_common(1)[0][0] if speakers else job.user_id
+
+
+def _array(vector: list[float]) -> npt.NDArray[np.float32]:
+    return np.asarray(vector, dtype=np.float32)

@@ -8,9 +8,11 @@ import logging
 import faust
 
 from memstream.agents.app import create_app
-from memstream.agents.context import WorkerContext
+from memstream.agents.context import WorkerContext, WorkerStats
+from memstream.agents.scheduler import ReflectionScheduler
 from memstream.config import Settings
 from memstream.embedder import load_embedder
+from memstream.llm import load_llm
 from memstream.sinks import open_store
 from memstream.streams.topics import create_topics
 
@@ -19,7 +21,20 @@ def build_worker_app(settings: Settings) -> tuple[faust.App, WorkerContext]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     embedder = load_embedder(settings.embedder)
     store = open_store(settings.store, dimensions=embedder.dimensions)
-    ctx = WorkerContext(settings=settings, store=store, embedder=embedder)
+    stats = WorkerStats()
+    llm = load_llm(settings.llm, usage=stats.llm)
+    scheduler = ReflectionScheduler(
+        threshold=settings.reflection.threshold,
+        min_interval=settings.reflection.min_interval_seconds,
+    )
+    ctx = WorkerContext(
+        settings=settings,
+        store=store,
+        embedder=embedder,
+        stats=stats,
+        llm=llm,
+        scheduler=scheduler,
+    )
     return create_app(ctx), ctx
 
 

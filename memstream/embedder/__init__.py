@@ -11,6 +11,25 @@ def load_embedder(settings: EmbedderSettings) -> Embedder:
         from memstream.embedder.onnx_minilm import OnnxMiniLMEmbedder
 
         return OnnxMiniLMEmbedder(batch_size=settings.batch_size, max_tokens=settings.max_tokens)
+    if settings.dimensions is None:
+        raise ValueError(f"embedder backend {settings.backend!r} needs embedder.dimensions")
+    if settings.backend == "openai":
+        from memstream.embedder.api import OpenAIEmbedder
+
+        return OpenAIEmbedder(
+            settings.model or "text-embedding-3-small",
+            settings.dimensions,
+            base_url=settings.base_url,
+            api_key=settings.api_key,
+            timeout=settings.timeout_seconds,
+            batch_size=settings.batch_size,
+        )
+    if settings.backend == "dashscope":
+        from memstream.embedder.api import DashScopeEmbedder
+
+        return DashScopeEmbedder(
+            settings.model or "text-embedding-v3", settings.dimensions, api_key=settings.api_key
+        )
     raise ValueError(f"unknown embedder backend {settings.backend!r}")
 
 

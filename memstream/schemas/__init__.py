@@ -3,7 +3,15 @@
 from memstream.schemas.common import Id, Timestamp, Vector, utcnow
 from memstream.schemas.dlq import DeadLetter, DlqReason
 from memstream.schemas.events import MemoryEvent, MemoryEventType
-from memstream.schemas.jobs import ConsolidationJob, Job, WindowTrigger, job_id_for
+from memstream.schemas.jobs import (
+    ConsolidationJob,
+    Job,
+    ReflectionJob,
+    WindowTrigger,
+    job_id_for,
+    parse_job,
+    reflection_job_id,
+)
 from memstream.schemas.memory import EventTime, MemoryNode, MemoryType, StoreStatus, memory_id
 from memstream.schemas.messages import ChatMessage, Role, split_user_key, user_key
 
@@ -19,6 +27,7 @@ __all__ = [
     "MemoryEventType",
     "MemoryNode",
     "MemoryType",
+    "ReflectionJob",
     "Role",
     "StoreStatus",
     "Timestamp",
@@ -26,6 +35,8 @@ __all__ = [
     "WindowTrigger",
     "job_id_for",
     "memory_id",
+    "parse_job",
+    "reflection_job_id",
     "split_user_key",
     "user_key",
     "utcnow",

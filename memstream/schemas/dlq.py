@@ -26,6 +26,9 @@ class DlqReason(StrEnum):
     key_mismatch = "key_mismatch"
     unsupported_schema_version = "unsupported_schema_version"
     job_failed = "job_failed"
+    llm_unavailable = "llm_unavailable"
+    llm_output_invalid = "llm_output_invalid"
+    llm_error = "llm_error"
 
 
 class DeadLetter(BaseModel):

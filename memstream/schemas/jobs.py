@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from memstream.schemas.common import Id, utcnow
 from memstream.schemas.messages import ChatMessage, user_key
@@ -41,7 +41,37 @@ class ConsolidationJob(BaseModel):
         return user_key(self.owner_id, self.user_id)
 
 
-Job = Annotated[ConsolidationJob, Field(discriminator="job_type")]
+class ReflectionJob(BaseModel):
+    """Put on the jobs topic by the reflection timer when a user has enough new observations."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_type: Literal["reflect"] = "reflect"
+    job_id: str
+    owner_id: Id
+    user_id: Id
+    unreflected: int = Field(ge=0, description="Unreflected observations seen by the timer.")
+    requested_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def key(self) -> str:
+        return user_key(self.owner_id, self.user_id)
+
+
+Job = Annotated[ConsolidationJob | ReflectionJob, Field(discriminator="job_type")]
+
+
+_JOB_ADAPTER: TypeAdapter[ConsolidationJob | ReflectionJob] = TypeAdapter(Job)  # type: ignore[arg-type]
+
+
+def parse_job(raw: bytes | str) -> ConsolidationJob | ReflectionJob:
+    """Any job on the topic, by its ``job_type``; raises pydantic's ``ValidationError``."""
+    return _JOB_ADAPTER.validate_json(raw)
+
+
+def reflection_job_id(owner_id: str, user_id: str, requested_at: datetime) -> str:
+    material = "\x1f".join([owner_id, user_id, "reflect", requested_at.isoformat()])
+    return hashlib.blake2b(material.encode("utf-8"), digest_size=12).hexdigest()
 
 
 def job_id_for(owner_id: str, user_id: str, message_ids: list[str]) -> str:

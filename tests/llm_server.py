@@ -1,0 +1,387 @@
+"""The project's OpenAI-compatible test server: scripted replies per prompt kind, on loopback.
+
+Counts calls and tokens per kind, and injects faults (429, 500, timeouts, malformed JSON) on
+demand. The default replies are rule-based stand-ins for a model, good enough to drive the
+real pipeline: every substantive user message becomes a fact, fiction scores 1, relative
+times ("two months ago") are resolved, equal texts are duplicates, a new employer
+contradicts the old one, food observations make a diet insight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Responder = Callable[[dict[str, Any]], dict[str, Any]]
+
+KINDS = {
+    "memstream_consolidation": "consolidate",
+    "memstream_reconciliation": "reconcile",
+    "memstream_reflection": "reflect",
+}
+
+
+@dataclass
+class Faults:
+    """Each request fails with probability ``rate``, the kind drawn from ``kinds``."""
+
+    rate: float = 0.0
+    kinds: tuple[str, ...] = ("429", "500", "timeout", "malformed")
+    timeout_sleep: float = 3.0
+    seed: int = 1
+    _rng: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def draw(self) -> str | None:
+        if self._rng.random() < self.rate:
+            return self._rng.choice(self.kinds)
+        return None
+
+
+class ScriptedLLM:
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.prompt_tokens: Counter[str] = Counter()
+        self.completion_tokens: Counter[str] = Counter()
+        self.faults_served: Counter[str] = Counter()
+        self.requests: list[dict[str, Any]] = []
+        self.responders: dict[str, Responder] = {
+            "consolidate": rule_consolidation,
+            "reconcile": rule_reconciliation,
+            "reflect": rule_reflection,
+        }
+        self.faults = Faults()
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def start(self) -> ScriptedLLM:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self.prompt_tokens.clear()
+            self.completion_tokens.clear()
+            self.faults_served.clear()
+            self.requests.clear()
+        self.faults = Faults()
+
+    def settings_env(self) -> dict[str, str]:
+        """Worker settings that point the OpenAI backend here (short timeouts, fast retries)."""
+        return {
+            "MEMSTREAM_LLM__BACKEND": "openai",
+            "MEMSTREAM_LLM__MODEL": "scripted",
+            "MEMSTREAM_LLM__BASE_URL": self.base_url,
+            "MEMSTREAM_LLM__API_KEY": "test",
+            "MEMSTREAM_LLM__TIMEOUT_SECONDS": "1.5",
+            "MEMSTREAM_LLM__BACKOFF_SECONDS": "0.05",
+        }
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        llm = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", "0"))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                if self.path.endswith("/embeddings"):
+                    self._send(200, embeddings_reply(body))
+                    return
+                status, reply = llm.complete(body)
+                self._send(status, reply)
+
+            def _send(self, status: int, reply: dict[str, Any]) -> None:
+                data = json.dumps(reply).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client timed out and left
+
+        return Handler
+
+    def complete(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        fmt = body.get("response_format") or {}
+        name = (fmt.get("json_schema") or {}).get("name", "")
+        kind = KINDS.get(name, "chat")
+        messages = body.get("messages", [])
+        prompt_tokens = sum(len(m.get("content", "")) for m in messages) // 4 + 1
+        with self._lock:
+            self.requests.append(body)
+            fault = self.faults.draw()
+            if fault:
+                self.faults_served[fault] += 1
+        if fault == "429":
+            return 429, {"error": {"message": "rate limited", "type": "rate_limit"}}
+        if fault == "500":
+            return 500, {"error": {"message": "server exploded", "type": "server_error"}}
+        if fault == "timeout":
+            time.sleep(self.faults.timeout_sleep)
+        if fault == "malformed":
+            text = '{"facts": [ this is not json'
+        elif kind == "chat":
+            text = "I remember."
+        else:
+            text = json.dumps(self.responders[kind](payload_of(messages)), ensure_ascii=False)
+        completion_tokens = len(text) // 4 + 1
+        with self._lock:
+            self.calls[kind] += 1
+            self.prompt_tokens[kind] += prompt_tokens
+            self.completion_tokens[kind] += completion_tokens
+        return 200, {
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "scripted"),
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": text},
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+
+
+def payload_of(messages: list[dict[str, str]]) -> dict[str, Any]:
+    """The JSON after ``INPUT:`` in the last user message."""
+    user = [m["content"] for m in messages if m.get("role") == "user"]
+    if not user or "INPUT:" not in user[-1]:
+        return {}
+    value: dict[str, Any] = json.loads(user[-1].rsplit("INPUT:", 1)[1])
+    return value
+
+
+def embeddings_reply(body: dict[str, Any]) -> dict[str, Any]:
+    inputs = body.get("input", [])
+    texts = [inputs] if isinstance(inputs, str) else list(inputs)
+    dims = int(body.get("dimensions") or 32)
+    data = []
+    for i, text in enumerate(texts):
+        digest = hashlib.sha256(str(text).encode()).digest()
+        rng = random.Random(digest)
+        data.append(
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": [rng.uniform(-1, 1) for _ in range(dims)],
+            }
+        )
+    return {
+        "object": "list",
+        "data": data,
+        "model": body.get("model", "scripted"),
+        "usage": {"prompt_tokens": 1, "total_tokens": 1},
+    }
+
+
+# -- rule-based stand-ins for the model ------------------------------------------------------
+
+FICTION = re.compile(
+    r"\b(write|tell) (me )?(a|an) (story|screenplay|poem|script)|\bpretend\b|\bimagine\b"
+    r"|\brole-?play\b|写一个故事|写个故事|假装|假如我是",
+    re.IGNORECASE,
+)
+SMALL_TALK = re.compile(
+    r"^\W*(hi|hello|hey|ok|okay|thanks?|thank you|bye|你好|好的|谢谢)\W*$", re.I
+)
+NUMBERS = {
+    "a": 1,
+    "an": 1,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "twelve": 12,
+    "一": 1,
+    "两": 2,
+    "二": 2,
+    "三": 3,
+    "四": 4,
+    "五": 5,
+    "六": 6,
+}
+AGO = re.compile(
+    r"\b(\w+|\d+) (day|week|month|year)s? ago\b|([一两二三四五六\d])(天|周|个月|年)前",
+    re.IGNORECASE,
+)
+EMPLOYER = re.compile(
+    r"\b(?:work(?:ing)? (?:at|for)|joined|job at)\s+([A-Z][\w-]+)|在(\w{2,8}?)工作|加入了?(\w{2,8})"
+)
+FOOD = re.compile(
+    r"\b(eat|ate|food|cook|spicy|vegetarian|vegan|noodles?|rice|salad|sushi|pizza|coffee|tea|"
+    r"breakfast|lunch|dinner|meat|tofu|dumplings?)\b|吃|菜|饭|面|辣|素",
+    re.IGNORECASE,
+)
+
+
+def _employer(text: str) -> str | None:
+    match = EMPLOYER.search(text)
+    if not match:
+        return None
+    return next(g for g in match.groups() if g)
+
+
+def _message_date(time_text: str) -> date:
+    return datetime.strptime(time_text[:10], "%Y-%m-%d").date()
+
+
+def _event(text: str, sent: date) -> dict[str, Any]:
+    unknown = {"year": -1, "month": -1, "day": -1, "recurring": False}
+    match = AGO.search(text)
+    if not match:
+        return unknown
+    word = (match.group(1) or match.group(3) or "").lower()
+    unit = (match.group(2) or match.group(4) or "").lower()
+    n = int(word) if word.isdigit() else NUMBERS.get(word)
+    if n is None:
+        return unknown
+    if unit in ("day", "天"):
+        when = sent - timedelta(days=n)
+        return {"year": when.year, "month": when.month, "day": when.day, "recurring": False}
+    if unit in ("week", "周"):
+        when = sent - timedelta(weeks=n)
+        return {"year": when.year, "month": when.month, "day": when.day, "recurring": False}
+    if unit in ("month", "个月"):
+        months = sent.year * 12 + sent.month - 1 - n
+        return {"year": months // 12, "month": months % 12 + 1, "day": -1, "recurring": False}
+    return {"year": sent.year - n, "month": -1, "day": -1, "recurring": False}
+
+
+def _norm(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.casefold()).split())
+
+
+def rule_consolidation(payload: dict[str, Any]) -> dict[str, Any]:
+    scores, facts = [], []
+    existing = payload.get("existing_memories", [])
+    for m in payload.get("messages", []):
+        if m["role"] != "user":
+            continue
+        text = m["text"].strip()
+        if FICTION.search(text):
+            score = 1
+        elif SMALL_TALK.match(text) or len(text) < 3:
+            score = 0
+        else:
+            score = 3
+        scores.append({"id": m["id"], "score": score})
+        if score < 2:
+            continue
+        relation, target = relation_to(text, existing)
+        words = topics(text) + sorted(set(re.findall(r"\w{4,}", text)), key=len, reverse=True)[:2]
+        facts.append(
+            {
+                "sources": [m["id"]],
+                "content": text,
+                "keywords": words,
+                "event": _event(text, _message_date(m["time"])),
+                "relation": relation,
+                "existing": target,
+            }
+        )
+    return {"scores": scores, "facts": facts}
+
+
+def topics(text: str) -> list[str]:
+    """Topic tags a model would add as keywords."""
+    tags = []
+    if _employer(text):
+        tags.append("工作" if re.search(r"[\u4e00-\u9fff]", text) else "work")
+    if FOOD.search(text):
+        tags.append("food")
+    return tags
+
+
+def relation_to(text: str, existing: list[dict[str, Any]]) -> tuple[str, int]:
+    relation, target = "new", 0
+    for e in existing:
+        if _norm(e["text"]) == _norm(text):
+            return "duplicate", e["id"]
+        new_job, old_job = _employer(text), _employer(e["text"])
+        if new_job and old_job and new_job != old_job:
+            relation, target = "contradicts", e["id"]
+    return relation, target
+
+
+def rule_reconciliation(payload: dict[str, Any]) -> dict[str, Any]:
+    existing = payload.get("existing_memories", [])
+    decisions = []
+    for fact in payload.get("facts", []):
+        relation, target = relation_to(fact["text"], existing)
+        decisions.append({"fact": fact["id"], "relation": relation, "existing": target})
+    return {"decisions": decisions}
+
+
+def rule_reflection(payload: dict[str, Any]) -> dict[str, Any]:
+    observations = payload.get("observations", [])
+    chinese = any("\u4e00" <= ch <= "\u9fff" for o in observations for ch in o["text"])
+    food = [o for o in observations if FOOD.search(o["text"])]
+    insights = []
+    if food:
+        insights.append(
+            {
+                "key": "饮食" if chinese else "diet",
+                "value": "; ".join(o["text"].rstrip(".") for o in food[:3]),
+                "evidence": [o["id"] for o in food],
+            }
+        )
+    elif observations:
+        insights.append(
+            {
+                "key": "近况" if chinese else "recent life",
+                "value": observations[-1]["text"][:120],
+                "evidence": [observations[-1]["id"]],
+            }
+        )
+    by_id = {o["id"]: o for o in observations}
+    expire = []
+    for pair in payload.get("conflicts", []):
+        older, newer = by_id[pair["older"]]["text"], by_id[pair["newer"]]["text"]
+        a, b = _employer(older), _employer(newer)
+        if a and b and a != b:
+            expire.append(pair["older"])
+    return {"insights": insights, "expire": expire}
