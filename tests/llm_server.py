@@ -51,7 +51,7 @@ class Faults:
 
 
 class ScriptedLLM:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.calls: Counter[str] = Counter()
         self.prompt_tokens: Counter[str] = Counter()
         self.completion_tokens: Counter[str] = Counter()
@@ -64,7 +64,7 @@ class ScriptedLLM:
         }
         self.faults = Faults()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -116,6 +116,9 @@ class ScriptedLLM:
                 if self.path.endswith("/embeddings"):
                     self._send(200, embeddings_reply(body))
                     return
+                if self.path.endswith("/text-generation/generation"):
+                    self._send(*dashscope_reply(llm, body))
+                    return
                 status, reply = llm.complete(body)
                 self._send(status, reply)
 
@@ -135,8 +138,8 @@ class ScriptedLLM:
     def complete(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         fmt = body.get("response_format") or {}
         name = (fmt.get("json_schema") or {}).get("name", "")
-        kind = KINDS.get(name, "chat")
         messages = body.get("messages", [])
+        kind = KINDS.get(name) or kind_of(payload_of(messages))
         prompt_tokens = sum(len(m.get("content", "")) for m in messages) // 4 + 1
         with self._lock:
             self.requests.append(body)
@@ -178,6 +181,44 @@ class ScriptedLLM:
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
+
+
+def kind_of(payload: dict[str, Any]) -> str:
+    """Without a schema name (JSON mode), the input tells the step apart."""
+    if "observations" in payload:
+        return "reflect"
+    if "facts" in payload:
+        return "reconcile"
+    if "messages" in payload:
+        return "consolidate"
+    return "chat"
+
+
+def dashscope_reply(llm: ScriptedLLM, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """DashScope's text-generation protocol around the same scripted answers."""
+    params = body.get("parameters", {})
+    status, reply = llm.complete(
+        {
+            "model": body.get("model"),
+            "messages": body.get("input", {}).get("messages", []),
+            "response_format": params.get("response_format"),
+        }
+    )
+    if status != 200:
+        return status, {
+            "code": "Throttling" if status == 429 else "InternalError",
+            "message": reply["error"]["message"],
+            "request_id": "r",
+        }
+    choice = reply["choices"][0]
+    return 200, {
+        "request_id": "r",
+        "output": {"choices": [{"finish_reason": "stop", "message": choice["message"]}]},
+        "usage": {
+            "input_tokens": reply["usage"]["prompt_tokens"],
+            "output_tokens": reply["usage"]["completion_tokens"],
+        },
+    }
 
 
 def payload_of(messages: list[dict[str, str]]) -> dict[str, Any]:
@@ -312,28 +353,19 @@ def rule_consolidation(payload: dict[str, Any]) -> dict[str, Any]:
         if score < 2:
             continue
         relation, target = relation_to(text, existing)
-        words = topics(text) + sorted(set(re.findall(r"\w{4,}", text)), key=len, reverse=True)[:2]
+        words = sorted(set(re.findall(r"\w{4,}", text)), key=len, reverse=True)[:3]
         facts.append(
             {
                 "sources": [m["id"]],
                 "content": text,
                 "keywords": words,
                 "event": _event(text, _message_date(m["time"])),
+                "topic": "work" if _employer(text) else "other",
                 "relation": relation,
                 "existing": target,
             }
         )
     return {"scores": scores, "facts": facts}
-
-
-def topics(text: str) -> list[str]:
-    """Topic tags a model would add as keywords."""
-    tags = []
-    if _employer(text):
-        tags.append("工作" if re.search(r"[\u4e00-\u9fff]", text) else "work")
-    if FOOD.search(text):
-        tags.append("food")
-    return tags
 
 
 def relation_to(text: str, existing: list[dict[str, Any]]) -> tuple[str, int]:
@@ -385,3 +417,24 @@ def rule_reflection(payload: dict[str, Any]) -> dict[str, Any]:
         if a and b and a != b:
             expire.append(pair["older"])
     return {"insights": insights, "expire": expire}
+
+
+def main() -> None:
+    """Run the scripted server on its own: ``python -m tests.llm_server --port 8399``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=8399)
+    args = parser.parse_args()
+    server = ScriptedLLM(port=args.port).start()
+    print(f"scripted OpenAI-compatible server on {server.base_url}", flush=True)
+    try:
+        while True:
+            time.sleep(10)
+            print(json.dumps({"calls": dict(server.calls)}), flush=True)
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

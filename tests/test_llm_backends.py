@@ -184,3 +184,49 @@ async def test_openai_backend_against_a_real_local_model(
                 assert set(node.source_message_ids) <= {"m0", "m1"}
             assert len(events) == outcome.memories
         await client.close()
+
+
+async def test_dashscope_backend_speaks_its_protocol(llm_server: ScriptedLLM) -> None:
+    """The DashScope SDK against the scripted server's DashScope endpoint (no internet here)."""
+    llm_server.reset()
+    root = llm_server.base_url.removesuffix("/v1")
+    client = load_llm(
+        LLMSettings(
+            backend="dashscope",
+            model="qwen-plus",
+            api_key="sk-test",
+            base_url=f"{root}/api/v1",
+            max_retries=1,
+            backoff_seconds=0.01,
+            cache_enabled=False,
+        )
+    )
+    assert client is not None
+    prompt = load_prompt("consolidate", "zh")
+    message = {
+        "id": 1,
+        "time": "2024-07-10 09:00 Wednesday",
+        "role": "user",
+        "text": "我在杭州工作。",
+    }
+    out = await client.structured(
+        step="consolidate",
+        owner_id="o",
+        messages=prompt.render(name="小李", input=json.dumps({"messages": [message]})),
+        schema_name=lc.SCHEMA_NAME,
+        schema=lc.output_schema(1),
+        parse=lc.parse_output,
+    )
+    assert out.facts[0].content == "我在杭州工作。"
+    assert client.usage.as_dict()["calls"] == 1 and client.usage.prompt_tokens["consolidate"] > 0
+    llm_server.faults = Faults(rate=1.0, kinds=("429",))
+    with pytest.raises(LLMUnavailable):
+        await client.structured(
+            step="consolidate",
+            owner_id="o",
+            messages=[{"role": "user", "content": "x"}],
+            schema_name=lc.SCHEMA_NAME,
+            schema=lc.output_schema(1),
+            parse=lc.parse_output,
+        )
+    await client.close()

@@ -395,3 +395,17 @@ def test_response_cache(tmp_path: Path) -> None:
     again = ResponseCache(tmp_path / "c.db")  # survives a restart
     hit = again.get(key)
     assert hit is not None and hit.cached and hit.text == "{}" and len(again) == 1
+
+
+def test_exclusive_topic_leads_the_keywords() -> None:
+    job = _job(_msg(1, "I just joined Meituan."), _msg(2, "I like tea."))
+    out = {
+        "scores": [],
+        "facts": [
+            {**_fact([1], "Ann joined Meituan."), "keywords": ["Meituan", "work"], "topic": "work"},
+            {**_fact([2], "Ann likes tea."), "topic": "other"},
+        ],
+    }
+    joined, tea = _plan(job, [], out).new
+    assert joined.keywords == ["work", "Meituan"] and lc.topic_of(joined) == "work"
+    assert lc.topic_of(tea) is None

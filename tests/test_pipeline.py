@@ -13,7 +13,7 @@ import pytest
 from memstream.config import Settings
 from memstream.embedder import Embedder
 from memstream.query.app import create_service
-from memstream.schemas import ChatMessage, ConsolidationJob, MemoryEvent
+from memstream.schemas import ChatMessage, ConsolidationJob, MemoryEvent, parse_job
 from memstream.sinks import MemoryFilter, MemoryStore, open_store
 from memstream.streams.producer import MessageProducer
 from memstream.streams.topics import create_topics
@@ -146,10 +146,11 @@ async def diagnose_missing(
     ]
     logged = {mid for e in events if e.memory for mid in e.memory.source_message_ids}
     jobs = [
-        ConsolidationJob.model_validate_json(v)
+        job
         for v in await read_topic(
             settings.kafka.bootstrap_servers, settings.kafka.jobs_topic, expect=10**6, timeout=5
         )
+        if isinstance(job := parse_job(v), ConsolidationJob)
     ]
     in_jobs = {
         mid: [

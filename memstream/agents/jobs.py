@@ -79,6 +79,7 @@ def register_jobs(
             log.warning("job %s dead-lettered: %s", job.job_id, outcome.detail)
             await dead_letter(msg, outcome.failure, outcome.detail)
             stats.counters["jobs_failed"] += 1
+            stats.counters[f"jobs_failed_{job.job_type}"] += 1
             return True
         stats.counters["jobs_done"] += 1
         stats.counters[f"jobs_done_{job.job_type}"] += 1
@@ -101,6 +102,7 @@ def register_jobs(
                 if attempt == RETRIES:
                     await dead_letter(msg, DlqReason.job_failed, f"{type(exc).__name__}: {exc}")
                     stats.counters["jobs_failed"] += 1
+                    stats.counters[f"jobs_failed_{job.job_type}"] += 1
                     return
                 await asyncio.sleep(0.5 * 2**attempt)
 

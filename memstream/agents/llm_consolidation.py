@@ -27,6 +27,12 @@ from memstream.schemas.messages import ChatMessage, Role
 STEP = "consolidate"
 SCHEMA_NAME = "memstream_consolidation"
 MAX_KEYWORDS = 8
+
+#: Topics that hold one current value: a newer fact on one of them may replace an older one,
+#: however differently it is worded ("I work at Alibaba" / "I just joined Meituan"). Facts on
+#: these topics are reconciled with the user's memories on the same topic.
+EXCLUSIVE_TOPICS = ("work", "home", "relationship", "education")
+TOPICS = (*EXCLUSIVE_TOPICS, "other")
 MAX_FACTS = 60
 
 
@@ -51,6 +57,7 @@ class Fact(_Lenient):
     content: str = Field(min_length=1, max_length=2000)
     keywords: list[str] = Field(default_factory=list)
     event: FactEvent = Field(default_factory=FactEvent)
+    topic: str = "other"
     relation: Literal["new", "duplicate", "contradicts", "updates"] = "new"
     existing: int = 0
 
@@ -88,10 +95,11 @@ def output_schema(user_messages: int = MAX_FACTS // 2) -> dict[str, Any]:
                 "maxItems": 5,
             },
             "event": event,
+            "topic": {"type": "string", "enum": list(TOPICS)},
             "relation": {"type": "string", "enum": ["new", "duplicate", "contradicts", "updates"]},
             "existing": {"type": "integer"},
         },
-        "required": ["sources", "content", "keywords", "event", "relation", "existing"],
+        "required": ["sources", "content", "keywords", "event", "topic", "relation", "existing"],
     }
     score = {
         "type": "object",
@@ -293,7 +301,7 @@ def plan_consolidation(
             event_time=event_time,
             source_message_ids=source_ids,
             source_text="\n".join(m.content for m in source_msgs),
-            keywords=_keywords(fact.keywords),
+            keywords=_keywords(fact.keywords, fact.topic),
             language=language,
             speaker=source_msgs[0].speaker,
         )
@@ -378,14 +386,16 @@ def apply_reconciliation(
         plan.relate(node, d.relation, target, recorded_at)
 
 
-def shares_keyword(a: MemoryNode, b: MemoryNode) -> bool:
-    """Facts tagged with a common keyword (case-insensitive) may be about the same thing."""
-    left = {k.casefold() for k in a.keywords}
-    return any(k.casefold() in left for k in b.keywords)
+def topic_of(node: MemoryNode) -> str | None:
+    """The exclusive topic a node was tagged with, if any (its first keyword)."""
+    if node.keywords and node.keywords[0] in EXCLUSIVE_TOPICS:
+        return node.keywords[0]
+    return None
 
 
-def _keywords(raw: Sequence[str]) -> list[str]:
-    out: list[str] = []
+def _keywords(raw: Sequence[str], topic: str = "other") -> list[str]:
+    """The model's keywords; an exclusive topic leads (see :func:`topic_of`)."""
+    out: list[str] = [topic] if topic in EXCLUSIVE_TOPICS else []
     for word in raw:
         word = word.strip()
         if word and word not in out:

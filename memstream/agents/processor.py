@@ -119,6 +119,9 @@ class JobProcessor:
                 return await self._reflect(job)
             return await self._consolidate(job)
         except LLMError as exc:
+            if isinstance(job, ReflectionJob) and self.scheduler is not None:
+                # Still due: the timer asks again after its debounce interval.
+                self.scheduler.add(job.key, job.unreflected)
             return JobOutcome(job.job_id, 0, 0, failure=DlqReason(exc.reason), detail=str(exc))
         except Exception as exc:
             log.warning("job %s failed: %r", job.job_id, exc)
@@ -156,7 +159,7 @@ class JobProcessor:
         if not lc.needs_model(job, min_chars):
             return JobOutcome(job.job_id, 0, 0)
         user_texts = [m.content for m in job.messages if is_substantive(m, min_chars)]
-        related = await self._related(job, user_texts)
+        related, considered = await self._related(job, user_texts)
         view = lc.consolidation_input(job, related)
         language = detect_language(user_texts)
         name = _name(job)
@@ -173,10 +176,10 @@ class JobProcessor:
             job, view, output, min_score=cfg.min_score, language=language, recorded_at=utcnow()
         )
         await self._embed(plan.new)
-        await self._reconcile(job, plan, related, name=name, language=language)
+        await self._reconcile(job, plan, considered, name=name, language=language)
         self.dropped.update(plan.dropped)
         nodes = plan.nodes
-        applied = set((await self._store.upsert(nodes)).applied) if nodes else set()
+        applied = await self._write(nodes)
         await self._publish_all(nodes, job.job_id, "consolidate")
         await self._count_unreflected(job.key, job.owner_id, job.user_id, len(plan.new))
         return JobOutcome(
@@ -186,12 +189,18 @@ class JobProcessor:
             new_observations=len(plan.new),
         )
 
-    async def _related(self, job: ConsolidationJob, texts: list[str]) -> list[MemoryNode]:
+    async def _related(
+        self, job: ConsolidationJob, texts: list[str]
+    ) -> tuple[list[MemoryNode], set[str]]:
         """Existing valid observations similar to the window's user messages, then the same
-        day's; never the window's own (so a re-delivered job sends the same prompt)."""
+        day's; never the window's own (so a re-delivered job sends the same prompt).
+
+        Returns the memories to show (at most ``max_existing``, the most similar) and the
+        ids of every candidate considered: those cut by the cap were less similar than the
+        ones shown, so the reconcile step does not bring them back."""
         cfg = self._settings.consolidation
         if cfg.max_existing == 0:
-            return []
+            return [], set()
         own = {m.message_id for m in job.messages}
         best: dict[str, tuple[float, MemoryNode]] = {}
         if cfg.similar_k and texts:
@@ -215,25 +224,26 @@ class JobProcessor:
         ]
         chosen = ranked + sorted(same_day, key=lambda n: (n.message_time, n.memory_id))
         # Oldest first reads naturally in the prompt; the cap keeps the most similar.
-        return sorted(chosen[: cfg.max_existing], key=lambda n: (n.valid_from, n.memory_id))
+        shown = sorted(chosen[: cfg.max_existing], key=lambda n: (n.valid_from, n.memory_id))
+        return shown, {n.memory_id for n in chosen}
 
     async def _reconcile(
         self,
         job: ConsolidationJob,
         plan: lc.ConsolidationPlan,
-        shown: Sequence[MemoryNode],
+        considered: set[str],
         *,
         name: str,
         language: str,
     ) -> None:
-        """The second call, only when the new facts themselves (their meaning or keywords)
-        find existing memories the first call did not see."""
+        """The second call, only when the new facts themselves (their meaning, or an exclusive
+        topic such as work or home) find existing memories the first call did not see."""
         assert self.llm is not None
         cfg = self._settings.consolidation
         pending = [n for n in plan.new if n.memory_id not in plan.related]
         if not pending or cfg.max_existing == 0:
             return
-        skip = {n.memory_id for n in shown} | {n.memory_id for n in plan.new}
+        skip = considered | {n.memory_id for n in plan.new}
         own = {m.message_id for m in job.messages}
         pool = await self._store.list_memories(
             job.owner_id, job.user_id, OBSERVATIONS, limit=LIST_LIMIT
@@ -254,8 +264,10 @@ class JobProcessor:
                 for hit in hits:
                     if hit.score >= cfg.similar_min_score:
                         consider(hit.score, hit.node)
-            for node in [m for m in pool if lc.shares_keyword(fact, m)][: cfg.similar_k]:
-                consider(cfg.similar_min_score, node)
+            topic = lc.topic_of(fact)
+            if topic is not None:
+                for node in [m for m in pool if lc.topic_of(m) == topic][: cfg.similar_k]:
+                    consider(cfg.similar_min_score, node)
         if not best:
             return
         ranked = sorted(best.values(), key=lambda sn: (-sn[0], sn[1].memory_id))
@@ -327,7 +339,7 @@ class JobProcessor:
         )
         await self._embed(plan.insights)
         nodes = [*plan.insights, *plan.updated]
-        applied = set((await self._store.upsert(nodes)).applied) if nodes else set()
+        applied = await self._write(nodes)
         await self._publish_all(nodes, job.job_id, "reflect")
         if self.scheduler is not None:
             self.scheduler.set_count(job.key, len(all_due) - len(due))
@@ -373,6 +385,15 @@ class JobProcessor:
         for node, vector in zip(todo, vectors, strict=True):
             node.vector = vector.tolist()
             node.embedding_model = self._embedder.model_id
+
+    async def _write(self, nodes: Sequence[MemoryNode]) -> set[str]:
+        """Write and make visible: the user's next job searches what this one wrote
+        (read-your-writes; a no-op on SQLite, a refresh on Elasticsearch)."""
+        if not nodes:
+            return set()
+        applied = set((await self._store.upsert(nodes)).applied)
+        await self._store.refresh()
+        return applied
 
     async def _publish_all(self, nodes: Sequence[MemoryNode], job_id: str, cause: str) -> None:
         # Events are published for every write, applied or not: after a crash between the

@@ -98,7 +98,16 @@ def ingested(expected: int) -> Callable[[dict[str, Any]], bool]:
 
     def done(stats: dict[str, Any]) -> bool:
         jobs_emitted = int(stats.get("jobs_emitted", 0))
-        finished = int(stats.get("jobs_done", 0)) + int(stats.get("jobs_failed", 0))
+        finished = int(stats.get("jobs_done_consolidate", 0)) + int(
+            stats.get("jobs_failed_consolidate", 0)
+        )
         return int(stats.get("messages_windowed", 0)) >= expected and finished >= jobs_emitted
 
     return done
+
+
+def reflections_settled(stats: dict[str, Any]) -> bool:
+    """Every reflection the timer requested has run (or was dead-lettered)."""
+    requested = int(stats.get("reflections_requested", 0))
+    finished = int(stats.get("jobs_done_reflect", 0)) + int(stats.get("jobs_failed_reflect", 0))
+    return finished >= requested

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 import time
 from collections.abc import Sequence
@@ -12,7 +13,13 @@ import httpx
 
 from memstream.config import Settings
 from memstream.embedder import load_embedder
-from memstream.evaluation.harness import embedded_pipeline, ingested, isolated_settings
+from memstream.evaluation.harness import (
+    Pipeline,
+    embedded_pipeline,
+    ingested,
+    isolated_settings,
+    reflections_settled,
+)
 from memstream.evaluation.locomo import Conversation, Question, load, recall, summarise
 from memstream.query.app import create_service
 from memstream.search import RetrievalMode
@@ -41,6 +48,26 @@ async def _ask(
     return [mid for m in results[:k] for mid in m["source_message_ids"]]
 
 
+async def _reflection_done(
+    pipeline: Pipeline, settings: Settings, max_seconds: float
+) -> dict[str, Any]:
+    """Wait until the reflection timer has had its say: no request pending for two checks."""
+    quiet_for = 2 * settings.reflection.check_seconds + 1
+    quiet_since = time.monotonic()
+    last = -1
+    deadline = time.monotonic() + max_seconds
+    while True:
+        stats = await pipeline.wait(reflections_settled, within=max_seconds, what="reflections")
+        requested = int(stats.get("reflections_requested", 0))
+        if requested != last:
+            last, quiet_since = requested, time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_for:
+            return stats
+        if time.monotonic() > deadline:
+            raise TimeoutError("reflections did not settle")
+        await asyncio.sleep(0.5)
+
+
 async def run_locomo(
     base: Settings,
     data: Path,
@@ -63,6 +90,8 @@ async def run_locomo(
             stats = await pipeline.wait(
                 ingested(len(messages)), within=max_seconds, what="all messages consolidated"
             )
+            if settings.llm.backend != "none" and settings.reflection.enabled:
+                stats = await _reflection_done(pipeline, settings, max_seconds)
             code = pipeline.stop_worker()  # closes the tail windows (trigger: shutdown)
             if code != 0:
                 raise RuntimeError(f"worker exited with {code}; see {root / 'worker.log'}")
@@ -88,8 +117,9 @@ async def run_locomo(
                         "query_seconds": round(time.perf_counter() - t0, 3),
                     }
     user_messages = len(messages)
-    llm_calls = int(stats.get("llm_calls", 0))
-    llm_tokens = int(stats.get("llm_tokens", 0))
+    llm = stats.get("llm", {})
+    llm_calls = int(llm.get("calls", 0))
+    llm_tokens = int(llm.get("prompt_tokens", 0)) + int(llm.get("completion_tokens", 0))
     primary = by_mode[modes[0].value]
     return {
         "benchmark": "locomo",
@@ -101,7 +131,10 @@ async def run_locomo(
         "full_coverage": primary["full_coverage"],
         "questions": primary["questions"],
         "by_retrieval": by_mode,
-        "llm_mode": "llm-free",
+        "llm_mode": "llm-free" if settings.llm.backend == "none" else settings.llm.backend,
+        "llm_model": None if settings.llm.backend == "none" else settings.llm.model,
+        "llm": llm,
+        "reflection": settings.reflection.model_dump(),
         "llm_calls_per_100_messages": round(100 * llm_calls / user_messages, 3),
         "llm_tokens_per_100_messages": round(100 * llm_tokens / user_messages, 1),
         "messages": len(messages),

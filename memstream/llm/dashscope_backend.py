@@ -64,3 +64,9 @@ class DashScopeBackend(GenerationBackend):
             completion_tokens=int(usage.get("output_tokens", 0)),
             model=self.model,
         )
+
+    async def close(self) -> None:
+        import dashscope
+
+        closer: Any = dashscope.close_shared_aio_session  # typed as sync; is a coroutine
+        await closer()
