@@ -6,7 +6,10 @@ Kept small on purpose; each agent lives in its own module.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -94,9 +97,24 @@ def create_app(ctx: WorkerContext) -> faust.App:
             log.exception("shutdown: could not consolidate open windows (they stay in the table)")
         finally:
             await ctx.close_store()
+            _write_final_stats(ctx)
 
     @app.page("/stats/")
     async def stats(web: Any, request: Any) -> Any:
         return web.json(ctx.stats.as_dict())
 
     return app
+
+
+def final_stats_path(data_dir: Path, pid: int) -> Path:
+    return data_dir / f"worker-stats-{pid}.json"
+
+
+def _write_final_stats(ctx: WorkerContext) -> None:
+    """The counters as they were at exit (after the shutdown drain): the last word on what
+    this worker did, for operators and for the evaluation's LLM-cost figure."""
+    path = final_stats_path(ctx.settings.data_dir, os.getpid())
+    try:
+        path.write_text(json.dumps(ctx.stats.as_dict()), encoding="utf-8")
+    except OSError:
+        log.warning("could not write %s", path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import tempfile
 import time
 from collections.abc import Sequence
@@ -11,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from memstream.agents.app import final_stats_path
 from memstream.config import Settings
 from memstream.embedder import load_embedder
 from memstream.evaluation.harness import (
@@ -92,9 +94,15 @@ async def run_locomo(
             )
             if settings.llm.backend != "none" and settings.reflection.enabled:
                 stats = await _reflection_done(pipeline, settings, max_seconds)
+            assert pipeline.worker is not None
+            pid = pipeline.worker.proc.pid
             code = pipeline.stop_worker()  # closes the tail windows (trigger: shutdown)
             if code != 0:
                 raise RuntimeError(f"worker exited with {code}; see {root / 'worker.log'}")
+            # The counters after the shutdown drain (its LLM calls count too).
+            final = final_stats_path(settings.data_dir, pid)
+            if final.is_file():
+                stats = json.loads(final.read_text(encoding="utf-8"))
         replay_s = time.perf_counter() - started
 
         embedder = load_embedder(settings.embedder)
