@@ -53,6 +53,9 @@ class WindowSettings(BaseModel):
 class WorkerSettings(BaseModel):
     app_id: str = Field("memstream", description="Faust app id: consumer group and table prefix.")
     web_port: int = Field(6066, ge=0, le=65535, description="Faust web port (0 = pick a free one).")
+    web_host: str = Field(
+        "127.0.0.1", description="Faust web bind address (0.0.0.0 in containers, for probes)."
+    )
     ingest_batch: int = Field(500, ge=1, description="Messages validated and windowed per batch.")
     ingest_batch_seconds: float = Field(0.2, gt=0)
     standby_replicas: int = Field(1, ge=0)

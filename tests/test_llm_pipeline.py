@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
 from memstream.config import Settings
@@ -189,6 +190,11 @@ async def test_consolidation_and_reflection_must_shows(
         assert stats["llm"]["calls_by_step"]["reflect"] == 1
         assert stats["llm"]["calls"] == sum(llm_server.calls.values())
         assert stats.get("jobs_failed", 0) == 0
+        # The same numbers in Prometheus format on the worker's /metrics.
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"http://127.0.0.1:{worker.web_port}/metrics")).text
+        assert 'memstream_llm_calls_total{step="consolidate"} 13.0' in text
+        assert 'memstream_worker_windows_total{trigger="idle_gap"}' in text
     finally:
         worker.stop()
         await store.close()

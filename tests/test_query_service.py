@@ -176,3 +176,23 @@ async def test_health_and_openapi(client: httpx.AsyncClient) -> None:
     assert {"/v1/retrieve", "/v1/users/{owner_id}/{user_id}/memories", "/healthz"} <= set(
         spec["paths"]
     )
+
+
+async def test_metrics_endpoint_reports_latency_by_route(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    settings = Settings.load(data_dir=tmp_path)
+    async with SQLiteStore(tmp_path / "m.db") as store:
+        service = create_service(settings, store=store, embedder=embedder)
+        transport = httpx.ASGITransport(app=service)
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+            r = await client.post(
+                "/v1/retrieve", json={"owner_id": "o", "user_id": "u", "query": "tea"}
+            )
+            assert r.status_code == 200
+            text = (await client.get("/metrics")).text
+    assert (
+        'memstream_http_request_seconds_count{method="POST",route="/v1/retrieve",status="200"} 1.0'
+        in text
+    )
+    assert "memstream_retrieved_memories_total 0.0" in text

@@ -17,6 +17,7 @@ import faust
 from memstream.agents.context import WorkerContext
 from memstream.agents.ingest import register_ingest
 from memstream.agents.jobs import register_jobs
+from memstream.metrics import worker_metrics
 from memstream.schemas import ConsolidationJob
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def create_app(ctx: WorkerContext) -> faust.App:
         producer_acks=-1,
         producer_max_request_size=max(1_048_576, 4 * k.max_message_bytes),
         web_port=s.worker.web_port,
-        web_bind="127.0.0.1",
+        web_bind=s.worker.web_host,
         web_in_thread=False,
         # Messages of open windows stay unacknowledged on purpose (see agents/ingest.py):
         # shutdown must not wait for them, and a partition's commit may pause for as long
@@ -102,6 +103,13 @@ def create_app(ctx: WorkerContext) -> faust.App:
     @app.page("/stats/")
     async def stats(web: Any, request: Any) -> Any:
         return web.json(ctx.stats.as_dict())
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        # aiohttp takes the charset apart from the content type.
+        return web.text(
+            worker_metrics(ctx.stats.as_dict).decode("utf-8"), content_type="text/plain"
+        )
 
     return app
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 import memstream
 from memstream.config import Settings
 from memstream.embedder import Embedder, load_embedder
+from memstream.metrics import CONTENT_TYPE, ServiceMetrics
 from memstream.query.models import (
     ErrorBody,
     Health,
@@ -60,6 +61,23 @@ def create_service(
     )
     if store is not None and embedder is not None:
         app.state.store, app.state.embedder = store, embedder
+    metrics = ServiceMetrics()
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Any) -> Any:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.latency.labels(path, request.method, str(response.status_code)).observe(
+            time.perf_counter() - started
+        )
+        return response
+
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+    async def prometheus_metrics() -> PlainTextResponse:
+        """Prometheus text format: latency by route, memories returned."""
+        return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -92,6 +110,7 @@ def create_service(
             recall_k=max(settings.api.recall_k, top_k),
             mode=body.retrieval,
         )
+        metrics.results.inc(len(ranked))
         return RetrieveResponse(
             memories=[RetrievedMemory.ranked(r) for r in ranked],
             prompt=render_prompt([r.node for r in ranked]),

@@ -1,0 +1,116 @@
+"""Prometheus metrics for the worker and the query service.
+
+The worker's counters already live in ``WorkerStats`` (served as JSON on ``/stats/``); a
+collector renders the same numbers in Prometheus' text format on ``/metrics``, so the two
+views never disagree. The query service keeps its own registry (one per app instance).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_WORKER_COUNTERS = {
+    "messages_in": "Records read from the messages topic.",
+    "messages_windowed": "Valid messages added to a window.",
+    "jobs_emitted": "Windows closed and put on the jobs topic.",
+    "jobs_done": "Jobs finished.",
+    "jobs_failed": "Jobs dead-lettered.",
+    "memories_written": "Memory writes applied to the store.",
+    "memory_events": "Memory events published.",
+    "reflections_requested": "Reflection jobs requested by the timer.",
+}
+
+
+class WorkerCollector(Collector):
+    """Reads a stats snapshot (``WorkerStats.as_dict``) at scrape time."""
+
+    def __init__(self, snapshot: Callable[[], Mapping[str, Any]]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Any]:
+        s = self._snapshot()
+        for name, doc in _WORKER_COUNTERS.items():
+            yield CounterMetricFamily(f"memstream_worker_{name}", doc, value=float(s.get(name, 0)))
+        dlq = CounterMetricFamily(
+            "memstream_worker_dlq", "Records dead-lettered, by reason.", labels=["reason"]
+        )
+        for reason, n in s.get("dlq_by_reason", {}).items():
+            dlq.add_metric([reason], float(n))
+        yield dlq
+        windows = CounterMetricFamily(
+            "memstream_worker_windows", "Windows closed, by trigger.", labels=["trigger"]
+        )
+        for trigger, n in s.get("windows_by_trigger", {}).items():
+            windows.add_metric([trigger], float(n))
+        yield windows
+        ttm = GaugeMetricFamily(
+            "memstream_worker_time_to_memory_ms",
+            "Time from a window's first message to its memories written (recent samples).",
+            labels=["quantile"],
+        )
+        for q in ("p50", "p95"):
+            value = s.get("time_to_memory_ms", {}).get(q)
+            if value is not None:
+                ttm.add_metric([q], float(value))
+        yield ttm
+        llm = s.get("llm", {})
+        calls = CounterMetricFamily(
+            "memstream_llm_calls", "Model calls by step (cache hits excluded).", labels=["step"]
+        )
+        for step, n in llm.get("calls_by_step", {}).items():
+            calls.add_metric([step], float(n))
+        yield calls
+        cached = CounterMetricFamily(
+            "memstream_llm_cached_calls", "Answers served from the cache.", labels=["step"]
+        )
+        for step, n in llm.get("cached_by_step", {}).items():
+            cached.add_metric([step], float(n))
+        yield cached
+        tokens = CounterMetricFamily(
+            "memstream_llm_tokens", "Prompt + completion tokens by step.", labels=["step"]
+        )
+        for step, n in llm.get("tokens_by_step", {}).items():
+            tokens.add_metric([step], float(n))
+        yield tokens
+        errors = CounterMetricFamily(
+            "memstream_llm_errors", "Model errors by step and kind.", labels=["step", "kind"]
+        )
+        for key, n in llm.get("errors", {}).items():
+            step, _, kind = key.partition(":")
+            errors.add_metric([step, kind], float(n))
+        yield errors
+
+
+def worker_metrics(snapshot: Callable[[], Mapping[str, Any]]) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(WorkerCollector(snapshot))
+    return generate_latest(registry)
+
+
+class ServiceMetrics:
+    """Latency by route and results returned, for the query service."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "memstream_http_request_seconds",
+            "Request latency by route, method and status.",
+            ["route", "method", "status"],
+            buckets=(0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
+        self.results = Counter(
+            "memstream_retrieved_memories",
+            "Memories returned by retrieval.",
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
