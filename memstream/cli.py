@@ -71,6 +71,14 @@ def topics_create(ctx: click.Context) -> None:
         click.echo(f"{spec.name:24} {state:8} partitions={spec.partitions} {spec.config}")
 
 
+@main.command("settings")
+def settings_cmd() -> None:
+    """Print the settings reference (every MEMSTREAM_* variable) as Markdown."""
+    from memstream.config import settings_reference
+
+    click.echo(settings_reference(), nl=False)
+
+
 @main.command()
 @click.option("--loglevel", default="info", show_default=True)
 @click.pass_context

@@ -20,12 +20,18 @@ from pydantic_settings import (
 
 class KafkaSettings(BaseModel):
     bootstrap_servers: str = Field("127.0.0.1:9092", description="Comma-separated host:port list.")
-    messages_topic: str = "memstream.messages"
-    jobs_topic: str = "memstream.jobs"
-    memories_topic: str = "memstream.memories"
-    dlq_topic: str = "memstream.dlq"
+    messages_topic: str = Field(
+        "memstream.messages", description="Chat messages in (keyed owner/user)."
+    )
+    jobs_topic: str = Field("memstream.jobs", description="Consolidation and reflection jobs.")
+    memories_topic: str = Field(
+        "memstream.memories", description="Memory events: the replayable log of store changes."
+    )
+    dlq_topic: str = Field("memstream.dlq", description="Dead letters, each with its reason.")
     partitions: int = Field(8, ge=1, le=1024, description="Partitions of every memstream topic.")
-    replication_factor: int = Field(1, ge=1)
+    replication_factor: int = Field(
+        1, ge=1, description="Replication of every topic (3 in production)."
+    )
     messages_retention_ms: int = Field(
         -1, description="-1 keeps raw messages forever: the log rebuilds re-derive from."
     )
@@ -38,8 +44,14 @@ class KafkaSettings(BaseModel):
 class WindowSettings(BaseModel):
     """When a user's open window closes and becomes one consolidation job."""
 
-    max_messages: int = Field(30, ge=1, le=1000)
-    max_tokens: int = Field(2048, ge=16)
+    max_messages: int = Field(
+        30, ge=1, le=1000, description="A window closes at this many messages."
+    )
+    max_tokens: int = Field(
+        2048,
+        ge=16,
+        description="...or at this many (estimated) tokens: bounds LLM cost per window.",
+    )
     idle_seconds: float = Field(
         120.0, gt=0, description="Silence after the last message (wall clock and sent_at)."
     )
@@ -57,10 +69,14 @@ class WorkerSettings(BaseModel):
         "127.0.0.1", description="Faust web bind address (0.0.0.0 in containers, for probes)."
     )
     ingest_batch: int = Field(500, ge=1, description="Messages validated and windowed per batch.")
-    ingest_batch_seconds: float = Field(0.2, gt=0)
-    standby_replicas: int = Field(1, ge=0)
-    broker_session_timeout: float = Field(10.0, gt=0)
-    broker_rebalance_timeout: float = Field(10.0, gt=0)
+    ingest_batch_seconds: float = Field(0.2, gt=0, description="Longest wait to fill a batch.")
+    standby_replicas: int = Field(1, ge=0, description="Faust standby copies of the window table.")
+    broker_session_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Consumer group session timeout (s): how fast a dead worker is noticed.",
+    )
+    broker_rebalance_timeout: float = Field(10.0, gt=0, description="Rebalance timeout (s).")
     shutdown_drain_seconds: float = Field(
         30.0, ge=0, description="Time allowed to consolidate open windows at graceful shutdown."
     )
@@ -70,19 +86,27 @@ class WorkerSettings(BaseModel):
 
 
 class StoreSettings(BaseModel):
-    backend: Literal["sqlite", "elasticsearch"] = "sqlite"
+    backend: Literal["sqlite", "elasticsearch"] = Field(
+        "sqlite", description="sqlite (one machine) or elasticsearch (production)."
+    )
     sqlite_path: Path | None = Field(None, description="Default: DATA_DIR/memstream.db.")
-    elasticsearch_url: str = "http://127.0.0.1:9200"
-    elasticsearch_api_key: str | None = None
-    index_prefix: str = Field("memstream-memories", pattern=r"^[a-z0-9][a-z0-9._-]*$")
-    request_timeout: float = Field(30.0, gt=0)
+    elasticsearch_url: str = Field("http://127.0.0.1:9200", description="Elasticsearch 8 endpoint.")
+    elasticsearch_api_key: str | None = Field(
+        None, description="Elasticsearch API key, if secured."
+    )
+    index_prefix: str = Field(
+        "memstream-memories",
+        pattern=r"^[a-z0-9][a-z0-9._-]*$",
+        description="Alias name; versioned indices are {prefix}-v1, -v2...",
+    )
+    request_timeout: float = Field(30.0, gt=0, description="Elasticsearch request timeout (s).")
 
 
 class EmbedderSettings(BaseModel):
     backend: Literal["onnx-minilm", "openai", "dashscope"] = Field(
         "onnx-minilm", description="onnx-minilm runs locally; openai/dashscope call an API."
     )
-    batch_size: int = Field(64, ge=1, le=1024)
+    batch_size: int = Field(64, ge=1, le=1024, description="Texts per embedding batch.")
     max_tokens: int = Field(256, ge=16, le=512, description="onnx-minilm: tokens per text.")
     model: str | None = Field(
         None,
@@ -91,13 +115,15 @@ class EmbedderSettings(BaseModel):
     base_url: str | None = Field(None, description="openai: any compatible endpoint.")
     api_key: str | None = Field(None, description="API key of the openai/dashscope backend.")
     dimensions: int | None = Field(None, ge=1, description="Requested vector size, if supported.")
-    timeout_seconds: float = Field(30.0, gt=0)
+    timeout_seconds: float = Field(30.0, gt=0, description="openai/dashscope: request timeout (s).")
 
 
 class LLMSettings(BaseModel):
     """The generation model. ``backend = "none"`` is LLM-free mode (verbatim observations)."""
 
-    backend: Literal["none", "openai", "dashscope"] = "none"
+    backend: Literal["none", "openai", "dashscope"] = Field(
+        "none", description="none = LLM-free mode; openai (any compatible server); dashscope."
+    )
     model: str = Field("gpt-4o-mini", description="Model name sent to the backend.")
     base_url: str | None = Field(
         None, description="openai: OpenAI, vLLM, Ollama, llama.cpp... (…/v1)."
@@ -109,8 +135,8 @@ class LLMSettings(BaseModel):
     max_retries: int = Field(3, ge=0, le=10, description="On 429, 5xx and timeouts, with backoff.")
     backoff_seconds: float = Field(1.0, ge=0, description="First backoff; doubles per retry.")
     concurrency: int = Field(4, ge=1, le=256, description="Requests in flight per backend.")
-    temperature: float = Field(0.0, ge=0, le=2)
-    max_output_tokens: int = Field(2048, ge=16)
+    temperature: float = Field(0.0, ge=0, le=2, description="0 keeps answers reproducible.")
+    max_output_tokens: int = Field(2048, ge=16, description="Per call.")
     cache_path: Path | None = Field(
         None, description="Response cache (SQLite). Default: DATA_DIR/llm-cache.db."
     )
@@ -144,20 +170,25 @@ class ReflectionSettings(BaseModel):
     resolve_contradictions: bool = Field(
         True, description="Expire older observations contradicted by newer similar ones."
     )
-    contradiction_min_score: float = Field(0.6, ge=-1, le=1)
+    contradiction_min_score: float = Field(
+        0.6,
+        ge=-1,
+        le=1,
+        description="Cosine for two observations to be checked against each other.",
+    )
 
 
 class RerankSettings(BaseModel):
-    backend: Literal["none", "dashscope"] = "none"
-    model: str = "gte-rerank"
-    api_key: str | None = None
+    backend: Literal["none", "dashscope"] = Field("none", description="Reranker of fused results.")
+    model: str = Field("gte-rerank", description="DashScope rerank model.")
+    api_key: str | None = Field(None, description="Falls back to DASHSCOPE_API_KEY.")
 
 
 class ApiSettings(BaseModel):
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
-    default_top_k: int = Field(20, ge=1, le=200)
-    max_top_k: int = Field(200, ge=1, le=1000)
+    host: str = Field("127.0.0.1", description="Query service bind address.")
+    port: int = Field(8080, ge=0, le=65535, description="Query service port.")
+    default_top_k: int = Field(20, ge=1, le=200, description="Memories returned by default.")
+    max_top_k: int = Field(200, ge=1, le=1000, description="Upper bound a request may ask for.")
     recall_k: int = Field(100, ge=1, le=1000, description="Candidates per recall channel.")
 
 
@@ -228,3 +259,38 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
     walk("", settings.model_dump(mode="json"))
     return env
+
+
+def settings_reference() -> str:
+    """Markdown table of every setting: environment variable, default, meaning.
+
+    Generated from the settings model, so the operator's reference cannot drift from the
+    code (a test compares it with docs/deploy.md).
+    """
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            env = f"{prefix}{name.upper()}"
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                walk(annotation, f"{env}__")
+                continue
+            if field.default_factory is not None:
+                default: Any = field.default_factory()  # type: ignore[call-arg]
+            else:
+                default = field.default
+            shown = "—" if default is None else f"`{_plain(default)}`"
+            meaning = (field.description or "").replace("|", "\\|")
+            rows.append(f"| `{env}` | {shown} | {meaning} |")
+
+    walk(Settings, "MEMSTREAM_")
+    return "\n".join(rows) + "\n"
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, Path):
+        return value.as_posix()
+    return str(value)

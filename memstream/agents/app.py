@@ -102,7 +102,10 @@ def create_app(ctx: WorkerContext) -> faust.App:
 
     @app.page("/stats/")
     async def stats(web: Any, request: Any) -> Any:
-        return web.json(ctx.stats.as_dict())
+        assigned = sorted(
+            tp.partition for tp in app.consumer.assignment() if tp.topic == k.messages_topic
+        )
+        return web.json({**ctx.stats.as_dict(), "assigned_partitions": assigned})
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
