@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -61,7 +61,7 @@ class ReflectionJob(BaseModel):
 Job = Annotated[ConsolidationJob | ReflectionJob, Field(discriminator="job_type")]
 
 
-_JOB_ADAPTER: TypeAdapter[ConsolidationJob | ReflectionJob] = TypeAdapter(Job)  # type: ignore[arg-type]
+_JOB_ADAPTER: TypeAdapter[ConsolidationJob | ReflectionJob] = TypeAdapter(cast(Any, Job))
 
 
 def parse_job(raw: bytes | str) -> ConsolidationJob | ReflectionJob:
