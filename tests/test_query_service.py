@@ -115,6 +115,7 @@ async def test_unknown_user_gets_empty_results(client: httpx.AsyncClient) -> Non
     )
     assert r.status_code == 200 and r.json() == {
         "memories": [],
+        "time_ranges": [],
         "prompt": "",
         "took_ms": r.json()["took_ms"],
     }
@@ -196,3 +197,90 @@ async def test_metrics_endpoint_reports_latency_by_route(
         in text
     )
     assert "memstream_retrieved_memories_total 0.0" in text
+
+
+async def test_last_weekend_outranks_a_more_similar_older_memory(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    at = datetime(2024, 7, 10, 20, 0, tzinfo=UTC)  # a Wednesday
+    older = "What did I do on the weekend? I went to the cinema and watched a movie."
+    recent = "Went hiking with Tom at Mount Tai."
+    nodes = [
+        MemoryNode(
+            memory_id=f"m-{i}",
+            owner_id="demo",
+            user_id="bob",
+            memory_type=MemoryType.observation,
+            content=text,
+            message_time=when,
+            valid_from=when,
+            recorded_at=when,
+            source_message_ids=[f"s{i}"],
+            vector=embedder.embed_one(text).tolist(),
+        )
+        for i, (text, when) in enumerate(
+            [
+                (older, datetime(2024, 5, 4, 10, tzinfo=UTC)),
+                (recent, datetime(2024, 7, 6, 9, tzinfo=UTC)),
+            ]
+        )
+    ]
+    query = "What did I do last weekend?"
+    async with SQLiteStore(tmp_path / "t.db") as store:
+        await store.upsert(nodes)
+        service = create_service(Settings.load(data_dir=tmp_path), store=store, embedder=embedder)
+        transport = httpx.ASGITransport(app=service)
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+            # Without a time in the query the older one is the better match...
+            plain = (
+                await client.post(
+                    "/v1/retrieve",
+                    json={
+                        "owner_id": "demo",
+                        "user_id": "bob",
+                        "query": "What did I do?",
+                        "at": at.isoformat(),
+                    },
+                )
+            ).json()
+            assert plain["memories"][0]["content"] == older
+            assert plain["time_ranges"] == []
+            # ...with "last weekend", the weekend's memory wins, and says why.
+            body = (
+                await client.post(
+                    "/v1/retrieve",
+                    json={
+                        "owner_id": "demo",
+                        "user_id": "bob",
+                        "query": query,
+                        "at": at.isoformat(),
+                    },
+                )
+            ).json()
+    assert [r["text"] for r in body["time_ranges"]] == ["last weekend"]
+    top = body["memories"][0]
+    assert top["content"] == recent
+    assert top["why"]["time_boost"] == 3.0 and top["why"]["time_match"]["text"] == "last weekend"
+    assert body["memories"][1]["why"]["time_boost"] == 1.0
+
+
+async def test_expired_memories_only_when_asked(client: httpx.AsyncClient) -> None:
+    body = {"owner_id": "demo", "user_id": "alice", "query": "Tencent job"}
+    default = (await client.post("/v1/retrieve", json=body)).json()
+    assert "I work at Tencent." not in [m["content"] for m in default["memories"]]
+    history = (await client.post("/v1/retrieve", json={**body, "include_expired": True})).json()
+    found = {m["content"]: m["store_status"] for m in history["memories"]}
+    assert found["I work at Tencent."] == "expired"
+
+
+async def test_at_must_carry_a_timezone(client: httpx.AsyncClient) -> None:
+    r = await client.post(
+        "/v1/retrieve",
+        json={
+            "owner_id": "demo",
+            "user_id": "alice",
+            "query": "yesterday",
+            "at": "2024-07-10T10:00:00",
+        },
+    )
+    assert r.status_code == 422 and r.json()["error"] == "invalid_request"

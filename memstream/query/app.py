@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Path, Query, Request
@@ -23,10 +24,11 @@ from memstream.query.models import (
     RetrievedMemory,
     RetrieveRequest,
     RetrieveResponse,
+    TimeRangeOut,
 )
 from memstream.schemas.common import ID_PATTERN
 from memstream.schemas.memory import MemoryType, StoreStatus
-from memstream.search import render_prompt, retrieve
+from memstream.search import render_prompt, resolve_time, retrieve
 from memstream.sinks import MemoryFilter, MemoryStore, open_store
 
 IdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=128)]
@@ -100,6 +102,8 @@ def create_service(
         started = time.perf_counter()
         store, emb = state(request)
         top_k = min(body.top_k or settings.api.default_top_k, settings.api.max_top_k)
+        ranges = resolve_time(body.query, body.at or datetime.now(UTC).astimezone())
+        statuses = (StoreStatus.valid, StoreStatus.expired) if body.include_expired else None
         ranked = await retrieve(
             store,
             emb,
@@ -109,10 +113,14 @@ def create_service(
             top_k=top_k,
             recall_k=max(settings.api.recall_k, top_k),
             mode=body.retrieval,
+            flt=MemoryFilter(statuses=statuses) if statuses else MemoryFilter(),
+            time_ranges=ranges,
+            time_boost=settings.api.time_boost,
         )
         metrics.results.inc(len(ranked))
         return RetrieveResponse(
             memories=[RetrievedMemory.ranked(r) for r in ranked],
+            time_ranges=[TimeRangeOut(text=r.text, start=r.start, end=r.end) for r in ranges],
             prompt=render_prompt([r.node for r in ranked]),
             took_ms=round((time.perf_counter() - started) * 1000, 3),
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from memstream.schemas.common import Id
 from memstream.schemas.memory import EventTime, MemoryNode, MemoryType, StoreStatus
@@ -32,6 +32,22 @@ class RetrieveRequest(BaseModel):
     query: Annotated[str, StringConstraints(min_length=1, max_length=4000)]
     top_k: int | None = Field(None, ge=1, le=1000, description="Default: the service's setting.")
     retrieval: RetrievalMode = Field(RetrievalMode.hybrid, description="Recall channels to use.")
+    at: AwareDatetime | None = Field(
+        None,
+        description="The time the query is asked at (default: now); time words such as "
+        "'last weekend' or '上周末' resolve relative to it.",
+    )
+    include_expired: bool = Field(
+        False, description="Also recall expired (contradicted) memories: the history."
+    )
+
+
+class TimeRangeOut(BaseModel):
+    """A time range the query speaks of; memories whose time falls in it are boosted."""
+
+    text: str
+    start: datetime
+    end: datetime
 
 
 class Why(BaseModel):
@@ -43,6 +59,8 @@ class Why(BaseModel):
     vector_score: float | None
     text_rank: int | None
     text_score: float | None
+    time_boost: float = 1.0
+    time_match: TimeRangeOut | None = None
 
 
 class MemoryOut(BaseModel):
@@ -89,6 +107,12 @@ class RetrievedMemory(MemoryOut):
                     vector_score=r.vector_score,
                     text_rank=r.text_rank,
                     text_score=r.text_score,
+                    time_boost=r.time_boost,
+                    time_match=None
+                    if r.time_match is None
+                    else TimeRangeOut(
+                        text=r.time_match.text, start=r.time_match.start, end=r.time_match.end
+                    ),
                 ),
             }
         )
@@ -96,6 +120,9 @@ class RetrievedMemory(MemoryOut):
 
 class RetrieveResponse(BaseModel):
     memories: list[RetrievedMemory]
+    time_ranges: list[TimeRangeOut] = Field(
+        default_factory=list, description="Time ranges found in the query."
+    )
     prompt: str = Field(description="One line per memory: `[YYYY-MM-DD HH:MM:SS Weekday] content`.")
     took_ms: float
 

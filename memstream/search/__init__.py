@@ -2,5 +2,15 @@
 
 from memstream.search.fusion import Ranked, fuse, render_line, render_prompt
 from memstream.search.hybrid import RetrievalMode, retrieve
+from memstream.search.timeparse import TimeRange, resolve_time
 
-__all__ = ["Ranked", "RetrievalMode", "fuse", "render_line", "render_prompt", "retrieve"]
+__all__ = [
+    "Ranked",
+    "RetrievalMode",
+    "TimeRange",
+    "fuse",
+    "render_line",
+    "render_prompt",
+    "resolve_time",
+    "retrieve",
+]

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from memstream.schemas.memory import MemoryNode, MemoryType
+from memstream.search.timeparse import TimeRange
 from memstream.sinks.base import Hit
 
 #: MemoryScope's type weights: insights summarise many observations; hand-added ones are trusted.
@@ -14,6 +15,12 @@ TYPE_WEIGHTS: Mapping[MemoryType, float] = {
     MemoryType.obs_customized: 1.2,
     MemoryType.observation: 1.0,
 }
+
+#: Boost for a memory whose event or message time falls in the query's time range. MemoryScope
+#: multiplies cosine scores by 2; rank fusion sums two channels, so a memory first in both has
+#: twice the score of one found by a single channel: x2 would only tie. x3 lets the time match
+#: win unless the unmatched memory ranks far better.
+TIME_BOOST = 3.0
 
 #: Reciprocal-rank-fusion constant (Cormack et al.): damps the head without ignoring the tail.
 RRF_K = 60
@@ -31,6 +38,17 @@ class Ranked:
     vector_score: float | None = None
     text_rank: int | None = None
     text_score: float | None = None
+    time_boost: float = 1.0
+    time_match: TimeRange | None = None
+
+
+def time_match(node: MemoryNode, ranges: Sequence[TimeRange]) -> TimeRange | None:
+    """The first query range holding the memory's event time (``valid_from``) or its message
+    time. Checking the message time too is what MemoryScope's matching missed."""
+    for r in ranges:
+        if r.contains(node.valid_from) or r.contains(node.message_time):
+            return r
+    return None
 
 
 def fuse(
@@ -40,8 +58,11 @@ def fuse(
     top_k: int,
     rrf_k: int = RRF_K,
     type_weights: Mapping[MemoryType, float] = TYPE_WEIGHTS,
+    time_ranges: Sequence[TimeRange] = (),
+    time_boost: float = TIME_BOOST,
 ) -> list[Ranked]:
-    """Reciprocal rank fusion of the two channels, times the memory type's weight.
+    """Reciprocal rank fusion of the two channels, times the memory type's weight, times
+    ``time_boost`` when the memory's time falls in a range the query speaks of.
 
     Rank fusion needs no score calibration between cosine and BM25, which live on different
     scales and shift with corpus size.
@@ -62,16 +83,20 @@ def fuse(
             if rank is not None
         )
         weight = type_weights.get(node.memory_type, 1.0)
+        matched = time_match(node, time_ranges)
+        boost = time_boost if matched is not None else 1.0
         ranked.append(
             Ranked(
                 node=node,
-                score=rrf * weight,
+                score=rrf * weight * boost,
                 rrf=rrf,
                 type_weight=weight,
                 vector_rank=entry.get("vector_rank"),  # type: ignore[arg-type]
                 vector_score=entry.get("vector_score"),  # type: ignore[arg-type]
                 text_rank=entry.get("text_rank"),  # type: ignore[arg-type]
                 text_score=entry.get("text_score"),  # type: ignore[arg-type]
+                time_boost=boost,
+                time_match=matched,
             )
         )
     ranked.sort(key=lambda r: (-r.score, r.vector_rank or 10**9, r.node.memory_id))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from enum import StrEnum
 
 from memstream.embedder import Embedder
-from memstream.search.fusion import Ranked, fuse
+from memstream.search.fusion import TIME_BOOST, Ranked, fuse
+from memstream.search.timeparse import TimeRange
 from memstream.sinks.base import Hit, MemoryFilter, MemoryStore
 
 
@@ -27,6 +29,8 @@ async def retrieve(
     recall_k: int = 100,
     mode: RetrievalMode = RetrievalMode.hybrid,
     flt: MemoryFilter = MemoryFilter(),
+    time_ranges: Sequence[TimeRange] = (),
+    time_boost: float = TIME_BOOST,
 ) -> list[Ranked]:
     async def dense() -> list[Hit]:
         if mode is RetrievalMode.bm25:
@@ -40,4 +44,4 @@ async def retrieve(
         return await store.search_text(owner_id, user_id, query, recall_k, flt)
 
     vector_hits, text_hits = await asyncio.gather(dense(), bm25())
-    return fuse(vector_hits, text_hits, top_k=top_k)
+    return fuse(vector_hits, text_hits, top_k=top_k, time_ranges=time_ranges, time_boost=time_boost)
