@@ -6,6 +6,7 @@ explicitly; nothing reads the environment at import time.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -193,6 +194,14 @@ class ApiSettings(BaseModel):
     time_boost: float = Field(
         3.0, ge=1, description="Score factor for memories in the query's time range."
     )
+    api_keys: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='API key -> owners it may access ("*" = all), as JSON, e.g. '
+        '{"k-7f3a...": ["acme"]}. Empty: no authentication (local use only).',
+    )
+    max_request_bytes: int = Field(
+        1_048_576, ge=1024, description="Larger request bodies are refused (413)."
+    )
 
 
 class Settings(BaseSettings):
@@ -253,14 +262,16 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The ``MEMSTREAM_*`` variables that reproduce ``settings`` in a child process."""
     env: dict[str, str] = {}
 
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
+    def walk(prefix: str, value: Any, depth: int) -> None:
+        if isinstance(value, dict) and depth < 2:  # settings, then its sections
             for key, item in value.items():
-                walk(f"{prefix}__{key.upper()}" if prefix else key.upper(), item)
+                walk(f"{prefix}__{key.upper()}" if prefix else key.upper(), item, depth + 1)
+        elif isinstance(value, dict | list):
+            env[f"MEMSTREAM_{prefix}"] = json.dumps(value)  # pydantic-settings parses JSON
         elif value is not None:
             env[f"MEMSTREAM_{prefix}"] = str(value)
 
-    walk("", settings.model_dump(mode="json"))
+    walk("", settings.model_dump(mode="json"), 0)
     return env
 
 

@@ -16,6 +16,7 @@ import memstream
 from memstream.config import Settings
 from memstream.embedder import Embedder, load_embedder
 from memstream.metrics import CONTENT_TYPE, ServiceMetrics
+from memstream.query.auth import AccessControl, ApiKey
 from memstream.query.models import (
     ErrorBody,
     Health,
@@ -59,16 +60,30 @@ def create_service(
         version=memstream.__version__,
         description="Time-aware hybrid retrieval of long-term memories for LLM chatbots.",
         lifespan=lifespan,
-        responses={422: {"model": ErrorBody, "description": "Invalid request"}},
+        responses={
+            401: {"model": ErrorBody, "description": "Missing or unknown API key"},
+            403: {"model": ErrorBody, "description": "The key may not access this owner"},
+            413: {"model": ErrorBody, "description": "Request body too large"},
+            422: {"model": ErrorBody, "description": "Invalid request"},
+        },
     )
     if store is not None and embedder is not None:
         app.state.store, app.state.embedder = store, embedder
     metrics = ServiceMetrics()
+    access = AccessControl(settings.api.api_keys)
+    limit = settings.api.max_request_bytes
 
     @app.middleware("http")
     async def observe(request: Request, call_next: Any) -> Any:
         started = time.perf_counter()
-        response = await call_next(request)
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            response: Any = JSONResponse(
+                status_code=413,
+                content={"error": "request_too_large", "detail": {"max_bytes": limit}},
+            )
+        else:
+            response = await call_next(request)
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
         metrics.latency.labels(path, request.method, str(response.status_code)).observe(
@@ -97,8 +112,11 @@ def create_service(
         return request.app.state.store, request.app.state.embedder
 
     @app.post("/v1/retrieve", response_model=RetrieveResponse, tags=["retrieval"])
-    async def retrieve_memories(body: RetrieveRequest, request: Request) -> RetrieveResponse:
+    async def retrieve_memories(
+        body: RetrieveRequest, request: Request, key: ApiKey
+    ) -> RetrieveResponse:
         """Hybrid (vector + BM25) recall of a user's valid memories, fused and weighted by type."""
+        access.check(key, body.owner_id)
         started = time.perf_counter()
         store, emb = state(request)
         top_k = min(body.top_k or settings.api.default_top_k, settings.api.max_top_k)
@@ -132,12 +150,14 @@ def create_service(
         owner_id: IdPath,
         user_id: IdPath,
         request: Request,
+        key: ApiKey,
         memory_type: Annotated[list[MemoryType] | None, Query()] = None,
         status: Annotated[list[StoreStatus] | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> MemoryPage:
         """A user's memories, newest message time first (valid ones unless `status` says)."""
+        access.check(key, owner_id)
         store, _ = state(request)
         flt = MemoryFilter(
             types=tuple(memory_type) if memory_type else MemoryFilter().types,
