@@ -22,6 +22,22 @@ KEYS = {"k-acme": ["acme"], "k-globex": ["globex"], "k-admin": ["*"]}
 BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("POST", "/v1/retrieve"): {"owner_id": "acme", "user_id": "u1", "query": "tea"},
     ("GET", "/v1/users/{owner_id}/{user_id}/memories"): None,
+    ("GET", "/v1/users/{owner_id}/{user_id}/memories/{memory_id}"): None,
+    ("POST", "/v1/users/{owner_id}/{user_id}/memories"): {"content": "x"},
+    ("DELETE", "/v1/users/{owner_id}/{user_id}/memories/{memory_id}"): None,
+    ("DELETE", "/v1/users/{owner_id}/{user_id}/memories"): None,
+    ("POST", "/v1/users/{owner_id}/{user_id}/forget"): None,
+    ("GET", "/v1/users/{owner_id}/{user_id}/export"): None,
+}
+
+#: What an authorised call returns here (no broker in this test: writes to the log are 503,
+#: which proves the key was accepted; an unknown memory is 404).
+ALLOWED = {
+    ("GET", "/v1/users/{owner_id}/{user_id}/memories/{memory_id}"): 404,
+    ("POST", "/v1/users/{owner_id}/{user_id}/memories"): 503,
+    ("DELETE", "/v1/users/{owner_id}/{user_id}/memories/{memory_id}"): 503,
+    ("DELETE", "/v1/users/{owner_id}/{user_id}/memories"): 503,
+    ("POST", "/v1/users/{owner_id}/{user_id}/forget"): 503,
 }
 
 
@@ -30,7 +46,11 @@ async def service(
     tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
 ) -> AsyncIterator[Any]:
     tmp = tmp_path_factory.mktemp("access")
-    settings = Settings.load(data_dir=tmp, api={"api_keys": KEYS, "max_request_bytes": 2048})
+    settings = Settings.load(
+        data_dir=tmp,
+        api={"api_keys": KEYS, "max_request_bytes": 2048},
+        kafka={"bootstrap_servers": "127.0.0.1:1"},  # nothing listens: writes get 503
+    )
     async with SQLiteStore(tmp / "a.db") as store:
         yield create_service(settings, store=store, embedder=embedder)
 
@@ -74,6 +94,9 @@ async def test_route_checks_the_key(
     service: Any, method: str, path: str, headers: dict[str, str], status: int
 ) -> None:
     url = path.replace("{owner_id}", "acme").replace("{user_id}", "u1")
+    url = url.replace("{memory_id}", "m1")
+    if status == 200:
+        status = ALLOWED.get((method, path), 200)
     transport = httpx.ASGITransport(app=service)
     async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
         r = await client.request(method, url, json=BODIES[(method, path)], headers=headers)

@@ -150,3 +150,23 @@ async def test_text_search_without_terms_is_empty(
     await store.upsert([node(embedder, "something")])
     await store.refresh()
     assert await store.search_text("app", "alice", query, 5) == []
+
+
+async def test_delete_some_then_all_of_one_user(store: MemoryStore, embedder: Embedder) -> None:
+    alice = [node(embedder, f"alice fact {i}", n=i) for i in range(4)]
+    bob = node(embedder, "bob fact", user="bob", n=9)
+    await store.upsert([*alice, bob])
+    await store.refresh()
+    gone = await store.delete("app", "alice", [alice[0].memory_id, "no-such-id", bob.memory_id])
+    assert gone == [alice[0].memory_id]  # another user's id is not touched
+    await store.refresh()
+    assert await store.get("app", "alice", alice[0].memory_id) is None
+    assert await store.search_text("app", "alice", "fact", 10) != []
+    assert await store.delete("app", "alice", []) == []
+    everything = await store.delete("app", "alice")
+    assert sorted(everything) == sorted(n.memory_id for n in alice[1:])
+    await store.refresh()
+    assert await store.count("app", "alice") == 0
+    assert await store.search_text("app", "alice", "fact", 10) == []
+    assert await store.search_vector("app", "alice", embedder.embed_one("fact"), 10) == []
+    assert await store.count("app", "bob") == 1

@@ -30,9 +30,17 @@ from memstream.agents.windowing import (
     advance_after,
     close_window,
     due_trigger,
+    next_window,
 )
-from memstream.schemas import ChatMessage, ConsolidationJob, DeadLetter, WindowTrigger, utcnow
-from memstream.streams.codec import Rejected, decode_message
+from memstream.schemas import (
+    ChatMessage,
+    ConsolidationJob,
+    DeadLetter,
+    ForgetJob,
+    WindowTrigger,
+    utcnow,
+)
+from memstream.streams.codec import CONTROL_HEADER, Rejected, decode_control, decode_message
 from memstream.streams.partitioning import partition_for
 
 log = logging.getLogger(__name__)
@@ -153,20 +161,25 @@ def register_ingest(
         async for events in batches:
             now = utcnow()
             skew = timedelta(seconds=s.window.max_future_skew_seconds)
-            by_key: dict[bytes, list[tuple[ChatMessage, Any]]] = {}
+            by_key: dict[bytes, list[tuple[ChatMessage | ForgetJob, Any]]] = {}
             for event in events:
                 if not await delivery.admit(event):
                     continue
                 stats.counters["messages_in"] += 1
                 ledger.track(event)
                 msg = event.message
-                decoded = decode_message(
-                    msg.key,
-                    msg.value,
-                    max_bytes=s.kafka.max_message_bytes,
-                    now=now,
-                    max_future_skew=skew,
-                )
+                control = _headers(msg).get(CONTROL_HEADER)
+                decoded: ChatMessage | ForgetJob | Rejected
+                if control is not None:
+                    decoded = decode_control(msg.key, msg.value, control)
+                else:
+                    decoded = decode_message(
+                        msg.key,
+                        msg.value,
+                        max_bytes=s.kafka.max_message_bytes,
+                        now=now,
+                        max_future_skew=skew,
+                    )
                 if isinstance(decoded, Rejected):
                     await dead_letter(event, decoded)
                     ledger.release(event)
@@ -180,15 +193,39 @@ def register_ingest(
                 by_key.setdefault(key, []).append((decoded, event))
             for key, items in by_key.items():
                 state = _load(windows.get(key))
-                for message, _ in items:
-                    state, jobs = add_message(state, message, now, s.window)
+                open_items: list[tuple[ChatMessage, Any]] = []
+                for item, event in items:
+                    if isinstance(item, ForgetJob):
+                        state = await erase(key, state, item, event, open_items)
+                        open_items = []
+                        continue
+                    state, jobs = add_message(state, item, now, s.window)
                     for job in jobs:
                         await emit(job)
                         release(key, job)
+                    open_items.append((item, event))
+                    stats.counters["messages_windowed"] += 1
                 windows[key] = state.model_dump(mode="json")
-                hold(key, state, items)
-                stats.counters["messages_windowed"] += len(items)
+                hold(key, state, open_items)
             stats.counters["acks_pending"] = ledger.pending()
+
+    async def erase(
+        key: bytes,
+        state: WindowState,
+        forget: ForgetJob,
+        event: Any,
+        open_items: list[tuple[ChatMessage, Any]],
+    ) -> WindowState:
+        """A forget in the user's stream: the open window is dropped (its messages are
+        acknowledged unconsolidated) and the forget job follows the user's earlier jobs."""
+        await jobs_topic.send(key=key, value=forget.model_dump_json().encode(), force=True)
+        stats.counters["forgets"] += 1
+        for held_event in held.pop(key, {}).values():
+            ledger.release(held_event)
+        for _, item_event in open_items:
+            ledger.release(item_event)
+        ledger.release(event)
+        return next_window(state)
 
     def active_keys() -> list[bytes]:
         actives = app.assignor.assigned_actives()

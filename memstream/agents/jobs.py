@@ -20,8 +20,9 @@ from pydantic import ValidationError
 
 from memstream.agents.context import WorkerContext
 from memstream.agents.delivery import InOrderDelivery
-from memstream.agents.processor import AnyJob, JobOutcome, JobProcessor
+from memstream.agents.processor import JobOutcome, JobProcessor
 from memstream.schemas import (
+    AnyJob,
     ConsolidationJob,
     DeadLetter,
     DlqReason,

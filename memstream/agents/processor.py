@@ -28,8 +28,12 @@ from memstream.embedder import Embedder
 from memstream.llm import LLMClient, LLMError
 from memstream.prompts import detect_language, load_prompt
 from memstream.schemas import (
+    AddMemoryJob,
+    AnyJob,
     ConsolidationJob,
+    DeleteMemoriesJob,
     DlqReason,
+    ForgetJob,
     MemoryEvent,
     MemoryNode,
     MemoryType,
@@ -46,7 +50,6 @@ log = logging.getLogger(__name__)
 #: Publishes one memory event (the Faust topic in the worker; a list in tests).
 Publish = Callable[[MemoryEvent], Awaitable[None]]
 
-AnyJob = ConsolidationJob | ReflectionJob
 
 OBSERVATIONS = MemoryFilter(
     types=(MemoryType.observation, MemoryType.obs_customized), statuses=(StoreStatus.valid,)
@@ -100,7 +103,7 @@ class JobProcessor:
         caller retries job by job). With a model: per-job outcomes, errors included.
         """
         if self.llm is None:
-            return await self._verbatim(jobs)
+            return await self._in_order(jobs)
         outcomes: dict[int, JobOutcome] = {}
         by_user: dict[str, list[int]] = {}
         for i, job in enumerate(jobs):
@@ -113,10 +116,33 @@ class JobProcessor:
         await asyncio.gather(*(run_user(ix) for ix in by_user.values()))
         return [outcomes[i] for i in range(len(jobs))]
 
+    async def _in_order(self, jobs: Sequence[AnyJob]) -> list[JobOutcome]:
+        """LLM-free: runs of consolidation jobs are batched (one embedding batch); other jobs
+        run one by one between them, so every user's jobs keep their order."""
+        outcomes: list[JobOutcome] = []
+        run: list[ConsolidationJob] = []
+        for job in jobs:
+            if isinstance(job, ConsolidationJob):
+                run.append(job)
+                continue
+            if run:
+                outcomes.extend(await self._verbatim(run))
+                run = []
+            outcomes.append(await self._run_guarded(job))
+        if run:
+            outcomes.extend(await self._verbatim(run))
+        return outcomes
+
     async def _run_guarded(self, job: AnyJob) -> JobOutcome:
         try:
             if isinstance(job, ReflectionJob):
                 return await self._reflect(job)
+            if isinstance(job, AddMemoryJob):
+                return await self._add(job)
+            if isinstance(job, DeleteMemoriesJob):
+                return await self._delete(job.job_id, job.owner_id, job.user_id, job.memory_ids)
+            if isinstance(job, ForgetJob):
+                return await self._forget(job)
             return await self._consolidate(job)
         except LLMError as exc:
             if isinstance(job, ReflectionJob) and self.scheduler is not None:
@@ -371,6 +397,63 @@ class JobProcessor:
             if len(pairs) >= 10:
                 break
         return list(pairs.values())
+
+    # -- management ------------------------------------------------------------------------
+
+    async def _add(self, job: AddMemoryJob) -> JobOutcome:
+        """A memory added by hand: ``obs_customized``, weighted 1.2 in retrieval."""
+        when = job.valid_from or job.requested_at
+        node = MemoryNode(
+            memory_id=job.memory_id,
+            owner_id=job.owner_id,
+            user_id=job.user_id,
+            memory_type=MemoryType.obs_customized,
+            content=job.content.strip(),
+            message_time=job.requested_at,
+            valid_from=when,
+            recorded_at=utcnow(),
+            keywords=job.keywords,
+            language=detect_language([job.content]),
+        )
+        existing = await self._store.get(job.owner_id, job.user_id, job.memory_id)
+        if existing is not None:
+            if existing.content == node.content and existing.valid_from == node.valid_from:
+                return JobOutcome(job.job_id, 0, 0)  # a redelivered add
+            node.version = existing.version + 1
+        await self._embed([node])
+        applied = await self._write([node])
+        await self._publish_all([node], job.job_id, "add")
+        return JobOutcome(job.job_id, 1, len(applied))
+
+    async def _delete(
+        self, job_id: str, owner_id: str, user_id: str, memory_ids: Sequence[str] | None
+    ) -> JobOutcome:
+        """Delete events carry the memory's next version, so a replayed older upsert loses."""
+        if memory_ids is None:
+            doomed = await self._store.list_memories(
+                owner_id, user_id, MemoryFilter(statuses=tuple(StoreStatus)), limit=LIST_LIMIT
+            )
+        else:
+            found = [await self._store.get(owner_id, user_id, mid) for mid in memory_ids]
+            doomed = [n for n in found if n is not None]
+        removed = set(await self._store.delete(owner_id, user_id, [n.memory_id for n in doomed]))
+        await self._store.refresh()
+        for node in doomed:
+            if node.memory_id in removed:
+                await self._publish(MemoryEvent.delete(node, job_id, cause="delete"))
+        return JobOutcome(job_id, len(removed), len(removed))
+
+    async def _forget(self, job: ForgetJob) -> JobOutcome:
+        """Erasure: every memory of the user goes, and a tombstone goes on the log (after
+        the deletes), so replays of messages and events skip the user's earlier data."""
+        removed = await self._store.delete(job.owner_id, job.user_id)
+        await self._store.refresh()
+        await self._publish(
+            MemoryEvent.tombstone(job.owner_id, job.user_id, job.job_id, job.requested_at)
+        )
+        if self.scheduler is not None:
+            self.scheduler.unreflected.pop(job.key, None)
+        return JobOutcome(job.job_id, len(removed), len(removed))
 
     # -- shared ----------------------------------------------------------------------------
 

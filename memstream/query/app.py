@@ -1,8 +1,11 @@
-"""The retrieval query service (FastAPI): reads the store, never imports the agents."""
+"""The retrieval query service (FastAPI): reads the store; writes only to the log (management
+jobs, forget). Never imports the agents."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -18,7 +21,10 @@ from memstream.embedder import Embedder, load_embedder
 from memstream.metrics import CONTENT_TYPE, ServiceMetrics
 from memstream.query.auth import AccessControl, ApiKey
 from memstream.query.models import (
+    Accepted,
+    AddMemoryRequest,
     ErrorBody,
+    Export,
     Health,
     MemoryOut,
     MemoryPage,
@@ -27,12 +33,47 @@ from memstream.query.models import (
     RetrieveResponse,
     TimeRangeOut,
 )
+from memstream.schemas import AddMemoryJob, DeleteMemoriesJob, ForgetJob, memory_id
 from memstream.schemas.common import ID_PATTERN
-from memstream.schemas.memory import MemoryType, StoreStatus
+from memstream.schemas.memory import MemoryNode, MemoryType, StoreStatus
 from memstream.search import render_prompt, resolve_time, retrieve
 from memstream.sinks import MemoryFilter, MemoryStore, open_store
+from memstream.streams.producer import MessageProducer
 
 IdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=128)]
+MemoryIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class LogWriter:
+    """The service's way onto the log (management jobs, forget): one producer, started on
+    first use so a read-only deployment never connects to Kafka."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._producer: MessageProducer | None = None
+        self._lock = asyncio.Lock()
+
+    async def _get(self) -> MessageProducer:
+        async with self._lock:
+            if self._producer is None:
+                producer = MessageProducer(self._settings.kafka)
+                try:
+                    await asyncio.wait_for(producer.__aenter__(), timeout=10)
+                except Exception as exc:
+                    raise HTTPException(503, f"the message log is unavailable: {exc}") from exc
+                self._producer = producer
+            return self._producer
+
+    async def send_job(self, job: AddMemoryJob | DeleteMemoriesJob) -> None:
+        await (await self._get()).send_job(job)
+
+    async def forget(self, job: ForgetJob) -> None:
+        await (await self._get()).forget(job)
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.__aexit__(None, None, None)
+            self._producer = None
 
 
 def create_service(
@@ -40,10 +81,13 @@ def create_service(
 ) -> FastAPI:
     """Build the app; store and embedder are created at startup unless given (tests, bench)."""
 
+    log_writer = LogWriter(settings)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if store is not None and embedder is not None:
             yield  # given ready-made (and already open) by the caller
+            await log_writer.close()
             return
         emb = embedder or load_embedder(settings.embedder)
         st = store or open_store(settings.store, dimensions=emb.dimensions)
@@ -52,6 +96,7 @@ def create_service(
         try:
             yield
         finally:
+            await log_writer.close()
             if store is None:
                 await st.close()
 
@@ -174,6 +219,100 @@ def create_service(
         store, emb = state(request)
         return Health(
             status="ok", store=store.backend, embedder=emb.model_id, memories=await store.count()
+        )
+
+    users = "/v1/users/{owner_id}/{user_id}"
+
+    @app.get(users + "/memories/{memory_id}", response_model=MemoryOut, tags=["memories"])
+    async def get_memory(
+        owner_id: IdPath, user_id: IdPath, memory_id: MemoryIdPath, request: Request, key: ApiKey
+    ) -> MemoryOut:
+        """One memory, whatever its status."""
+        access.check(key, owner_id)
+        store, _ = state(request)
+        node = await store.get(owner_id, user_id, memory_id)
+        if node is None:
+            raise HTTPException(404, "no such memory")
+        return MemoryOut.of(node)
+
+    @app.post(users + "/memories", response_model=Accepted, status_code=202, tags=["memories"])
+    async def add_memory(
+        owner_id: IdPath, user_id: IdPath, body: AddMemoryRequest, key: ApiKey
+    ) -> Accepted:
+        """Add a memory by hand (``obs_customized``). It goes through the log like every
+        change; the worker writes it in order with the user's other jobs."""
+        access.check(key, owner_id)
+        request_id = body.request_id or uuid.uuid4().hex
+        mid = memory_id(owner_id, user_id, [f"add:{request_id}"], 0)
+        job = AddMemoryJob(
+            job_id=f"add-{request_id}",
+            owner_id=owner_id,
+            user_id=user_id,
+            memory_id=mid,
+            content=body.content,
+            keywords=body.keywords,
+            valid_from=body.valid_from,
+        )
+        await log_writer.send_job(job)
+        return Accepted(job_id=job.job_id, memory_id=mid)
+
+    @app.delete(
+        users + "/memories/{memory_id}", response_model=Accepted, status_code=202, tags=["memories"]
+    )
+    async def delete_memory(
+        owner_id: IdPath, user_id: IdPath, memory_id: MemoryIdPath, key: ApiKey
+    ) -> Accepted:
+        """Delete one memory (a delete event goes on the memory log)."""
+        access.check(key, owner_id)
+        job = DeleteMemoriesJob(
+            job_id=f"del-{uuid.uuid4().hex}",
+            owner_id=owner_id,
+            user_id=user_id,
+            memory_ids=[memory_id],
+        )
+        await log_writer.send_job(job)
+        return Accepted(job_id=job.job_id, memory_id=memory_id)
+
+    @app.delete(users + "/memories", response_model=Accepted, status_code=202, tags=["memories"])
+    async def delete_all_memories(owner_id: IdPath, user_id: IdPath, key: ApiKey) -> Accepted:
+        """Delete every memory of the user. The messages stay; see ``forget`` for erasure."""
+        access.check(key, owner_id)
+        job = DeleteMemoriesJob(
+            job_id=f"del-{uuid.uuid4().hex}", owner_id=owner_id, user_id=user_id, memory_ids=None
+        )
+        await log_writer.send_job(job)
+        return Accepted(job_id=job.job_id)
+
+    @app.post(users + "/forget", response_model=Accepted, status_code=202, tags=["memories"])
+    async def forget_user(owner_id: IdPath, user_id: IdPath, key: ApiKey) -> Accepted:
+        """Erase the user (GDPR): every memory, the open window, and a tombstone on the log,
+        so rebuilds and replays skip the user's earlier messages and memories."""
+        access.check(key, owner_id)
+        job = ForgetJob(job_id=f"forget-{uuid.uuid4().hex}", owner_id=owner_id, user_id=user_id)
+        await log_writer.forget(job)
+        return Accepted(job_id=job.job_id)
+
+    @app.get(users + "/export", response_model=Export, tags=["memories"])
+    async def export_user(
+        owner_id: IdPath, user_id: IdPath, request: Request, key: ApiKey
+    ) -> Export:
+        """Every memory of the user, valid and expired, as JSON."""
+        access.check(key, owner_id)
+        store, _ = state(request)
+        everything = MemoryFilter(statuses=tuple(StoreStatus))
+        nodes: list[MemoryNode] = []
+        while True:
+            page = await store.list_memories(
+                owner_id, user_id, everything, limit=1000, offset=len(nodes)
+            )
+            nodes.extend(page)
+            if len(page) < 1000:
+                break
+        return Export(
+            owner_id=owner_id,
+            user_id=user_id,
+            exported_at=datetime.now(UTC),
+            memories=[MemoryOut.of(n) for n in nodes],
         )
 
     return app

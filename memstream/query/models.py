@@ -144,3 +144,39 @@ class Health(BaseModel):
 class ErrorBody(BaseModel):
     error: str
     detail: object | None = None
+
+
+RequestId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+
+
+class AddMemoryRequest(BaseModel):
+    """A memory added by hand (``obs_customized``)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"content": "Alice is vegetarian.", "keywords": ["diet"]}]},
+    )
+
+    content: Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+    keywords: list[Annotated[str, StringConstraints(max_length=64)]] = Field(
+        default_factory=list, max_length=20
+    )
+    valid_from: AwareDatetime | None = Field(None, description="When it became true (default now).")
+    request_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")] | None = (
+        Field(None, description="Idempotency key: the same request id adds the same memory once.")
+    )
+
+
+class Accepted(BaseModel):
+    """The change is on the log; the worker applies it in order with the user's other jobs."""
+
+    job_id: str
+    memory_id: str | None = None
+    status: str = "accepted"
+
+
+class Export(BaseModel):
+    owner_id: str
+    user_id: str
+    exported_at: datetime
+    memories: list[MemoryOut]

@@ -4,7 +4,11 @@ from memstream.schemas.common import Id, Timestamp, Vector, utcnow
 from memstream.schemas.dlq import DeadLetter, DlqReason
 from memstream.schemas.events import MemoryEvent, MemoryEventType
 from memstream.schemas.jobs import (
+    AddMemoryJob,
+    AnyJob,
     ConsolidationJob,
+    DeleteMemoriesJob,
+    ForgetJob,
     Job,
     ReflectionJob,
     WindowTrigger,
@@ -16,11 +20,15 @@ from memstream.schemas.memory import EventTime, MemoryNode, MemoryType, StoreSta
 from memstream.schemas.messages import ChatMessage, Role, split_user_key, user_key
 
 __all__ = [
+    "AddMemoryJob",
+    "AnyJob",
     "ChatMessage",
     "ConsolidationJob",
     "DeadLetter",
+    "DeleteMemoriesJob",
     "DlqReason",
     "EventTime",
+    "ForgetJob",
     "Id",
     "Job",
     "MemoryEvent",

@@ -15,6 +15,8 @@ from memstream.schemas.memory import MemoryNode
 class MemoryEventType(StrEnum):
     upsert = "upsert"
     delete = "delete"
+    forget = "forget"
+    """A tombstone: the user was erased; replays skip everything of theirs before it."""
 
 
 class MemoryEvent(BaseModel):
@@ -26,7 +28,7 @@ class MemoryEvent(BaseModel):
     event_type: MemoryEventType
     owner_id: Id
     user_id: Id
-    memory_id: str
+    memory_id: str = Field(description="Empty for a forget tombstone (it covers the user).")
     version: int = Field(ge=1)
     memory: MemoryNode | None = Field(None, description="Full node (with vector) for upserts.")
     job_id: str | None = None
@@ -44,4 +46,30 @@ class MemoryEvent(BaseModel):
             memory=node,
             job_id=job_id,
             cause=cause,
+        )
+
+    @classmethod
+    def delete(cls, node: MemoryNode, job_id: str | None, cause: str) -> MemoryEvent:
+        """Removal; its version is one above the last, so it wins over replayed upserts."""
+        return cls(
+            event_type=MemoryEventType.delete,
+            owner_id=node.owner_id,
+            user_id=node.user_id,
+            memory_id=node.memory_id,
+            version=node.version + 1,
+            job_id=job_id,
+            cause=cause,
+        )
+
+    @classmethod
+    def tombstone(cls, owner_id: str, user_id: str, job_id: str, at: datetime) -> MemoryEvent:
+        return cls(
+            event_type=MemoryEventType.forget,
+            owner_id=owner_id,
+            user_id=user_id,
+            memory_id="",
+            version=1,
+            job_id=job_id,
+            cause="forget",
+            produced_at=at,
         )

@@ -58,13 +58,69 @@ class ReflectionJob(BaseModel):
         return user_key(self.owner_id, self.user_id)
 
 
-Job = Annotated[ConsolidationJob | ReflectionJob, Field(discriminator="job_type")]
+class AddMemoryJob(BaseModel):
+    """A memory added by hand (``obs_customized``), through the log like every change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_type: Literal["add"] = "add"
+    job_id: str
+    owner_id: Id
+    user_id: Id
+    memory_id: str
+    content: Annotated[str, Field(min_length=1, max_length=4000)]
+    keywords: list[str] = Field(default_factory=list, max_length=20)
+    valid_from: datetime | None = None
+    requested_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def key(self) -> str:
+        return user_key(self.owner_id, self.user_id)
 
 
-_JOB_ADAPTER: TypeAdapter[ConsolidationJob | ReflectionJob] = TypeAdapter(cast(Any, Job))
+class DeleteMemoriesJob(BaseModel):
+    """Delete some memories of a user (``memory_ids``) or all of them (``None``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_type: Literal["delete"] = "delete"
+    job_id: str
+    owner_id: Id
+    user_id: Id
+    memory_ids: list[str] | None = Field(None, max_length=10_000)
+    requested_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def key(self) -> str:
+        return user_key(self.owner_id, self.user_id)
 
 
-def parse_job(raw: bytes | str) -> ConsolidationJob | ReflectionJob:
+class ForgetJob(BaseModel):
+    """Erase a user: every memory, and a tombstone on the memory log so replays skip the
+    user's earlier messages and memories."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_type: Literal["forget"] = "forget"
+    job_id: str
+    owner_id: Id
+    user_id: Id
+    requested_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def key(self) -> str:
+        return user_key(self.owner_id, self.user_id)
+
+
+AnyJob = ConsolidationJob | ReflectionJob | AddMemoryJob | DeleteMemoriesJob | ForgetJob
+
+Job = Annotated[AnyJob, Field(discriminator="job_type")]
+
+
+_JOB_ADAPTER: TypeAdapter[AnyJob] = TypeAdapter(cast(Any, Job))
+
+
+def parse_job(raw: bytes | str) -> AnyJob:
     """Any job on the topic, by its ``job_type``; raises pydantic's ``ValidationError``."""
     return _JOB_ADAPTER.validate_json(raw)
 

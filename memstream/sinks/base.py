@@ -66,6 +66,13 @@ class MemoryStore(ABC):
         """Write each node unless the store holds the same id at an equal or higher version."""
 
     @abstractmethod
+    async def delete(
+        self, owner_id: str, user_id: str, memory_ids: Sequence[str] | None = None
+    ) -> list[str]:
+        """Remove the given memories of one user (``None``: all of them); returns the ids
+        that existed. Used by management deletes and by forgetting a user."""
+
+    @abstractmethod
     async def get(self, owner_id: str, user_id: str, memory_id: str) -> MemoryNode | None: ...
 
     @abstractmethod

@@ -159,6 +159,37 @@ class ElasticsearchStore(MemoryStore):
             raise RuntimeError(f"{len(failures)} writes failed: {failures[:3]}")
         return WriteResult(applied, stale)
 
+    async def delete(
+        self, owner_id: str, user_id: str, memory_ids: Sequence[str] | None = None
+    ) -> list[str]:
+        clauses: list[dict[str, Any]] = [
+            {"term": {"owner_id": owner_id}},
+            {"term": {"user_id": user_id}},
+        ]
+        if memory_ids is not None:
+            if not memory_ids:
+                return []
+            clauses.append({"ids": {"values": list(memory_ids)}})
+        found: list[str] = []
+        while True:  # ids in pages, then a bulk delete per page
+            response = await self._client.search(
+                index=self.alias,
+                query={"bool": {"filter": clauses}},
+                size=1000,
+                source=False,
+            )
+            hits = [h["_id"] for h in response["hits"]["hits"]]
+            if not hits:
+                break
+            await self._client.bulk(
+                operations=[{"delete": {"_index": self.alias, "_id": i}} for i in hits],
+                refresh="wait_for",
+            )
+            found.extend(hits)
+            if memory_ids is not None:
+                break
+        return found
+
     async def get(self, owner_id: str, user_id: str, memory_id: str) -> MemoryNode | None:
         try:
             found = await self._client.get(index=self.alias, id=memory_id)

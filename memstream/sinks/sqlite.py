@@ -179,6 +179,39 @@ class SQLiteStore(MemoryStore):
 
         return await self._run(write)
 
+    async def delete(
+        self, owner_id: str, user_id: str, memory_ids: Sequence[str] | None = None
+    ) -> list[str]:
+        def remove(conn: sqlite3.Connection) -> list[str]:
+            with self._write_lock:
+                try:
+                    if memory_ids is None:
+                        rows = conn.execute(
+                            "SELECT memory_id FROM memories WHERE owner_id=? AND user_id=?",
+                            (owner_id, user_id),
+                        ).fetchall()
+                    else:
+                        marks = ",".join("?" * len(memory_ids))
+                        rows = conn.execute(
+                            "SELECT memory_id FROM memories WHERE owner_id=? AND user_id=?"
+                            f" AND memory_id IN ({marks})",
+                            (owner_id, user_id, *memory_ids),
+                        ).fetchall()
+                    found = [r[0] for r in rows]
+                    conn.executemany(
+                        "DELETE FROM memories WHERE memory_id=? AND owner_id=? AND user_id=?",
+                        [(mid, owner_id, user_id) for mid in found],
+                    )
+                    conn.commit()
+                except BaseException:
+                    conn.rollback()
+                    raise
+            return found
+
+        if memory_ids is not None and not memory_ids:
+            return []
+        return await self._run(remove)
+
     # -- reads -------------------------------------------------------------------------------
     async def get(self, owner_id: str, user_id: str, memory_id: str) -> MemoryNode | None:
         def read(conn: sqlite3.Connection) -> MemoryNode | None:

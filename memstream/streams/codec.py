@@ -12,7 +12,11 @@ from datetime import datetime, timedelta
 from pydantic import ValidationError
 
 from memstream.schemas.dlq import DlqReason
+from memstream.schemas.jobs import ForgetJob
 from memstream.schemas.messages import ChatMessage
+
+#: Header of a control record on the messages topic; its value names the control.
+CONTROL_HEADER = "memstream-control"
 
 
 @dataclass(frozen=True)
@@ -95,3 +99,17 @@ def decode_message(
             DlqReason.key_mismatch, f"record key {shown!r} is not owner_id/user_id {message.key!r}"
         )
     return message
+
+
+def decode_control(key: bytes | None, value: bytes | None, control: str) -> ForgetJob | Rejected:
+    """A control record (header ``memstream-control``). The only one is ``forget``: it sits
+    in the user's message stream, so everything before it is erased and nothing after."""
+    if control != "forget":
+        return Rejected(DlqReason.invalid_value, f"unknown control record {control!r}")
+    try:
+        job = ForgetJob.model_validate_json(value or b"")
+    except ValidationError as exc:
+        return _reason_for(exc)
+    if key is not None and key != job.key.encode("utf-8"):
+        return Rejected(DlqReason.key_mismatch, f"record key is not {job.key!r}")
+    return job

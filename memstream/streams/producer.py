@@ -14,7 +14,9 @@ from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
 from memstream.config import KafkaSettings
+from memstream.schemas.jobs import AddMemoryJob, DeleteMemoriesJob, ForgetJob
 from memstream.schemas.messages import ChatMessage
+from memstream.streams.codec import CONTROL_HEADER
 
 #: Header that tells consumers the value's content type; informative, not required.
 CONTENT_TYPE = ("content-type", b"application/json")
@@ -53,6 +55,23 @@ class MessageProducer:
         """Send bytes as they are (for tools and tests that need to send invalid input too)."""
         await self._producer.send_and_wait(
             topic or self._kafka.messages_topic, value=value, key=key, headers=[CONTENT_TYPE]
+        )
+
+    async def forget(self, job: ForgetJob) -> None:
+        """Erase a user: a control record in the user's message stream, acked by the broker.
+        The worker erases what came before it (memories, open window) and writes a tombstone
+        on the memory log."""
+        await self._producer.send_and_wait(
+            self._kafka.messages_topic,
+            value=job.model_dump_json().encode(),
+            key=job.key.encode(),
+            headers=[CONTENT_TYPE, (CONTROL_HEADER, b"forget")],
+        )
+
+    async def send_job(self, job: AddMemoryJob | DeleteMemoriesJob) -> None:
+        """A management job straight onto the jobs topic (serialised with the user's others)."""
+        await self._producer.send_and_wait(
+            self._kafka.jobs_topic, value=job.model_dump_json().encode(), key=job.key.encode()
         )
 
     async def send_many(self, messages: Iterable[ChatMessage], *, window: int = 1000) -> int:
