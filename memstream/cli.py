@@ -71,6 +71,35 @@ def topics_create(ctx: click.Context) -> None:
         click.echo(f"{spec.name:24} {state:8} partitions={spec.partitions} {spec.config}")
 
 
+@main.command("chat")
+@click.option("--url", default=None, help="Query service URL (default: from settings).")
+@click.option("--owner", "owner_id", required=True)
+@click.option("--user", "user_id", required=True)
+@click.option("--speaker", default=None, help="Your display name in memories.")
+@click.option("--api-key", envvar="MEMSTREAM_API_KEY", default=None, help="Or MEMSTREAM_API_KEY.")
+@click.pass_context
+def chat_cmd(
+    ctx: click.Context,
+    url: str | None,
+    owner_id: str,
+    user_id: str,
+    speaker: str | None,
+    api_key: str | None,
+) -> None:
+    """Chat with memory in the terminal (/help, /list, /add, /delete, /forget, /exit)."""
+    import httpx
+
+    from memstream.query.terminal import TerminalChat
+
+    s = _settings(ctx)
+    base = url or f"http://{s.api.host}:{s.api.port}"
+    headers = {"X-API-Key": api_key} if api_key else {}
+    with httpx.Client(base_url=base, headers=headers, timeout=120) as client:
+        TerminalChat(
+            client, owner_id, user_id, speaker=speaker, say=click.echo, ask=lambda p: input(p)
+        ).run()
+
+
 @main.command("settings")
 def settings_cmd() -> None:
     """Print the settings reference (every MEMSTREAM_* variable) as Markdown."""

@@ -28,6 +28,7 @@ BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("DELETE", "/v1/users/{owner_id}/{user_id}/memories"): None,
     ("POST", "/v1/users/{owner_id}/{user_id}/forget"): None,
     ("GET", "/v1/users/{owner_id}/{user_id}/export"): None,
+    ("POST", "/v1/chat"): {"owner_id": "acme", "user_id": "u1", "message": "hi"},
 }
 
 #: What an authorised call returns here (no broker in this test: writes to the log are 503,
@@ -38,6 +39,7 @@ ALLOWED = {
     ("DELETE", "/v1/users/{owner_id}/{user_id}/memories/{memory_id}"): 503,
     ("DELETE", "/v1/users/{owner_id}/{user_id}/memories"): 503,
     ("POST", "/v1/users/{owner_id}/{user_id}/forget"): 503,
+    ("POST", "/v1/chat"): 503,  # no generation model configured here
 }
 
 

@@ -121,7 +121,7 @@ class LLMClient:
         raise LLMOutputError(f"{step}: model output did not validate twice: {last_error}")
 
     async def text(self, *, step: str, owner_id: str, messages: list[Message]) -> str:
-        """A free-text answer (chat), also cached and accounted."""
+        """A free-text answer (chat): accounted, not cached (it depends on the moment)."""
         request = GenerationRequest(
             messages=messages, temperature=self._temperature, max_tokens=self._max_tokens
         )

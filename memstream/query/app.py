@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Path, Query, Request
@@ -18,11 +18,16 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 import memstream
 from memstream.config import Settings
 from memstream.embedder import Embedder, load_embedder
+from memstream.llm import LLMClient, LLMError, load_llm
 from memstream.metrics import CONTENT_TYPE, ServiceMetrics
 from memstream.query.auth import AccessControl, ApiKey
+from memstream.query.chat import RecentTurns, chat_messages
 from memstream.query.models import (
     Accepted,
     AddMemoryRequest,
+    ChatRequest,
+    ChatResponse,
+    ChatTurn,
     ErrorBody,
     Export,
     Health,
@@ -33,7 +38,14 @@ from memstream.query.models import (
     RetrieveResponse,
     TimeRangeOut,
 )
-from memstream.schemas import AddMemoryJob, DeleteMemoriesJob, ForgetJob, memory_id
+from memstream.schemas import (
+    AddMemoryJob,
+    ChatMessage,
+    DeleteMemoriesJob,
+    ForgetJob,
+    memory_id,
+    user_key,
+)
 from memstream.schemas.common import ID_PATTERN
 from memstream.schemas.memory import MemoryNode, MemoryType, StoreStatus
 from memstream.search import render_prompt, resolve_time, retrieve
@@ -70,6 +82,9 @@ class LogWriter:
     async def forget(self, job: ForgetJob) -> None:
         await (await self._get()).forget(job)
 
+    async def send_messages(self, messages: list[ChatMessage]) -> None:
+        await (await self._get()).send_many(messages)
+
     async def close(self) -> None:
         if self._producer is not None:
             await self._producer.__aexit__(None, None, None)
@@ -77,9 +92,17 @@ class LogWriter:
 
 
 def create_service(
-    settings: Settings, *, store: MemoryStore | None = None, embedder: Embedder | None = None
+    settings: Settings,
+    *,
+    store: MemoryStore | None = None,
+    embedder: Embedder | None = None,
+    llm: LLMClient | None = None,
 ) -> FastAPI:
-    """Build the app; store and embedder are created at startup unless given (tests, bench)."""
+    """Build the app; store and embedder are created at startup unless given (tests, bench).
+    The generation model (chat only) comes from the settings unless given."""
+    chat_llm = llm if llm is not None else load_llm(settings.llm)
+    owns_llm = llm is None
+    recent_turns = RecentTurns()
 
     log_writer = LogWriter(settings)
 
@@ -88,6 +111,8 @@ def create_service(
         if store is not None and embedder is not None:
             yield  # given ready-made (and already open) by the caller
             await log_writer.close()
+            if owns_llm and chat_llm is not None:
+                await chat_llm.close()
             return
         emb = embedder or load_embedder(settings.embedder)
         st = store or open_store(settings.store, dimensions=emb.dimensions)
@@ -97,6 +122,8 @@ def create_service(
             yield
         finally:
             await log_writer.close()
+            if owns_llm and chat_llm is not None:
+                await chat_llm.close()
             if store is None:
                 await st.close()
 
@@ -290,7 +317,66 @@ def create_service(
         access.check(key, owner_id)
         job = ForgetJob(job_id=f"forget-{uuid.uuid4().hex}", owner_id=owner_id, user_id=user_id)
         await log_writer.forget(job)
+        recent_turns.forget(user_key(owner_id, user_id))
         return Accepted(job_id=job.job_id)
+
+    @app.post("/v1/chat", response_model=ChatResponse, tags=["chat"])
+    async def chat(body: ChatRequest, request: Request, key: ApiKey) -> ChatResponse:
+        """Chat with memory: retrieve (time-aware) → a system prompt with the current time,
+        the memories and the recent turns not yet consolidated → the model's answer. Both
+        turns go to the messages topic, so the conversation becomes memory in turn."""
+        access.check(key, body.owner_id)
+        if chat_llm is None:
+            raise HTTPException(503, "chat needs a generation model (set llm.backend)")
+        store, emb = state(request)
+        now = body.at or datetime.now(UTC).astimezone()
+        ranked = await retrieve(
+            store,
+            emb,
+            body.owner_id,
+            body.user_id,
+            body.message,
+            top_k=min(body.top_k or settings.api.default_top_k, settings.api.max_top_k),
+            recall_k=settings.api.recall_k,
+            time_ranges=resolve_time(body.message, now),
+            time_boost=settings.api.time_boost,
+        )
+        k = user_key(body.owner_id, body.user_id)
+        newest = await store.list_memories(body.owner_id, body.user_id, limit=1)
+        recent = [*body.history, *recent_turns.since(k, newest[0].message_time if newest else None)]
+        messages = chat_messages(
+            name=body.speaker or body.user_id,
+            now=now,
+            memories=[r.node for r in ranked],
+            recent=recent,
+            message=body.message,
+        )
+        try:
+            answer = await chat_llm.text(step="chat", owner_id=body.owner_id, messages=messages)
+        except LLMError as exc:
+            raise HTTPException(502, f"the model did not answer: {exc}") from exc
+        turns = [
+            ChatMessage(
+                message_id=f"chat-{uuid.uuid4().hex}",
+                owner_id=body.owner_id,
+                user_id=body.user_id,
+                role=role,
+                speaker=body.speaker if role == "user" else None,
+                content=text[:16000],
+                sent_at=now + timedelta(milliseconds=i),
+            )
+            for i, (role, text) in enumerate((("user", body.message), ("assistant", answer)))
+        ]
+        if body.remember:
+            await log_writer.send_messages(turns)
+        recent_turns.add(k, now, ChatTurn(role="user", content=body.message))
+        recent_turns.add(k, now, ChatTurn(role="assistant", content=answer[:16000]))
+        return ChatResponse(
+            answer=answer,
+            memories=[RetrievedMemory.ranked(r) for r in ranked],
+            system_prompt=messages[0]["content"],
+            message_ids=[t.message_id for t in turns] if body.remember else [],
+        )
 
     @app.get(users + "/export", response_model=Export, tags=["memories"])
     async def export_user(

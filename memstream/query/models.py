@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -180,3 +180,39 @@ class Export(BaseModel):
     user_id: str
     exported_at: datetime
     memories: list[MemoryOut]
+
+
+class ChatTurn(BaseModel):
+    role: Literal["user", "assistant"]
+    content: Annotated[str, StringConstraints(min_length=1, max_length=16000)]
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"owner_id": "demo", "user_id": "alice", "message": "Any idea for dinner tonight?"}
+            ]
+        },
+    )
+
+    owner_id: Id
+    user_id: Id
+    message: Annotated[str, StringConstraints(min_length=1, max_length=16000)]
+    speaker: Annotated[str, StringConstraints(max_length=200)] | None = None
+    at: AwareDatetime | None = Field(None, description="The time of the message (default now).")
+    history: list[ChatTurn] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Recent turns the client holds that may not be consolidated yet.",
+    )
+    top_k: int | None = Field(None, ge=1, le=100, description="Memories in the prompt.")
+    remember: bool = Field(True, description="Put both turns on the messages topic.")
+
+
+class ChatResponse(BaseModel):
+    answer: str
+    memories: list[RetrievedMemory]
+    system_prompt: str
+    message_ids: list[str] = Field(description="Ids of the turns put on the log.")

@@ -1,0 +1,207 @@
+"""Chat with memory: the query service with the scripted model, a real store and the broker
+for the turns it puts on the log; and the terminal client against the running service."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from memstream.config import Settings
+from memstream.embedded import free_port
+from memstream.embedder import Embedder
+from memstream.llm import load_llm
+from memstream.query.app import create_service
+from memstream.query.terminal import TerminalChat
+from memstream.schemas import ChatMessage, MemoryNode, MemoryType, memory_id
+from memstream.sinks.sqlite import SQLiteStore
+from memstream.streams.topics import create_topics
+from tests.llm_server import ScriptedLLM
+from tests.pipeline import pipeline_env, read_topic
+from tests.servers import Tansu
+
+pytestmark = pytest.mark.servers
+
+TZ = timezone(timedelta(hours=8))
+AT = datetime(2024, 7, 10, 20, 0, tzinfo=TZ)
+
+
+@pytest.fixture(scope="module")
+def llm_server() -> Iterator[ScriptedLLM]:
+    server = ScriptedLLM().start()
+    yield server
+    server.stop()
+
+
+def settings_for(tansu: Tansu, tmp_path: Path, llm_server: ScriptedLLM) -> Settings:
+    env = pipeline_env(bootstrap=tansu.bootstrap, data_dir=tmp_path, backend="sqlite")
+    env.update(llm_server.settings_env())
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        return Settings.load()
+
+
+async def seed(store: SQLiteStore, embedder: Embedder, texts: list[str]) -> list[MemoryNode]:
+    nodes = []
+    for i, text in enumerate(texts):
+        when = datetime(2024, 6, 1 + i, 12, tzinfo=UTC)
+        nodes.append(
+            MemoryNode(
+                memory_id=memory_id("demo", "alice", [f"s{i}"], 0),
+                owner_id="demo",
+                user_id="alice",
+                memory_type=MemoryType.observation,
+                content=text,
+                message_time=when,
+                valid_from=when,
+                recorded_at=when,
+                source_message_ids=[f"s{i}"],
+                vector=embedder.embed_one(text).tolist(),
+            )
+        )
+    await store.upsert(nodes)
+    return nodes
+
+
+async def test_chat_uses_memories_and_puts_turns_on_the_log(
+    tansu: Tansu, tmp_path: Path, embedder: Embedder, llm_server: ScriptedLLM
+) -> None:
+    llm_server.reset()
+    settings = settings_for(tansu, tmp_path, llm_server)
+    await create_topics(settings.kafka)
+    async with SQLiteStore(tmp_path / "c.db") as store:
+        await seed(
+            store,
+            embedder,
+            ["I am vegetarian and love spicy food.", "I play the violin on Sundays."],
+        )
+        service = create_service(settings, store=store, embedder=embedder)
+        transport = httpx.ASGITransport(app=service)
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+            body = {
+                "owner_id": "demo",
+                "user_id": "alice",
+                "speaker": "Alice",
+                "message": "What should I cook tonight?",
+                "at": AT.isoformat(),
+                "top_k": 5,
+            }
+            r = await client.post("/v1/chat", json=body)
+            assert r.status_code == 200, r.text
+            first = r.json()
+            follow = (
+                await client.post(
+                    "/v1/chat",
+                    json={**body, "message": "我明天晚上做什么菜好？", "remember": False},
+                )
+            ).json()
+    assert first["answer"] == "I remember."
+    system = first["system_prompt"]
+    assert "The current time is 2024-07-10 20:00:00 Wednesday" in system
+    assert "[2024-06-01 12:00:00 Saturday] I am vegetarian and love spicy food." in system
+    assert first["memories"][0]["content"] == "I am vegetarian and love spicy food."
+    # The model saw exactly this prompt.
+    sent = [r for r in llm_server.requests if r["messages"][-1]["content"].startswith("What")]
+    assert sent[0]["messages"][0]["content"] == system
+    assert llm_server.calls["chat"] == 2
+    # The second turn: Chinese prompt, and the first exchange as recent conversation.
+    assert "现在的时间是" in follow["system_prompt"]
+    assert "user: What should I cook tonight?" in follow["system_prompt"]
+    assert "assistant: I remember." in follow["system_prompt"]
+    assert follow["message_ids"] == []
+    # Both turns of the first exchange are on the messages topic, as chat messages.
+    values = await read_topic(
+        settings.kafka.bootstrap_servers, settings.kafka.messages_topic, expect=2, timeout=15
+    )
+    turns = [ChatMessage.model_validate_json(v) for v in values]
+    assert [t.message_id for t in turns] == first["message_ids"]
+    assert [(t.role, t.content) for t in turns] == [
+        ("user", "What should I cook tonight?"),
+        ("assistant", "I remember."),
+    ]
+    assert turns[0].sent_at == AT and turns[0].speaker == "Alice"
+
+
+class ServiceThread:
+    """The query service on a real port (uvicorn in a thread)."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def test_terminal_client(
+    tansu: Tansu, tmp_path: Path, embedder: Embedder, llm_server: ScriptedLLM
+) -> None:
+    import asyncio
+
+    settings = settings_for(tansu, tmp_path, llm_server)
+    asyncio.run(create_topics(settings.kafka))
+    seeded: list[MemoryNode] = []
+
+    async def prepare() -> None:
+        async with SQLiteStore(tmp_path / "t.db") as s:
+            seeded.extend(await seed(s, embedder, ["I am vegetarian."]))
+
+    asyncio.run(prepare())
+    store = SQLiteStore(tmp_path / "t.db")
+    llm = load_llm(settings.llm)
+    app = create_service(settings, store=store, embedder=embedder, llm=llm)
+
+    @app.on_event("startup")
+    async def open_store() -> None:
+        await store.open()
+
+    inputs = iter(
+        [
+            "/help",
+            "/list",
+            "What do I eat?",
+            "/add I am allergic to nuts",
+            f"/delete {seeded[0].memory_id[:8]}",
+            "/delete zzz",
+            "/forget",
+            "no",
+            "/bogus",
+            "/exit",
+        ]
+    )
+    out: list[str] = []
+    with ServiceThread(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        TerminalChat(
+            client,
+            "demo",
+            "alice",
+            speaker="Alice",
+            say=out.append,
+            ask=lambda prompt: next(inputs),
+        ).run()
+    text = "\n".join(out)
+    assert "/forget" in text and "commands:" in text  # /help
+    assert "I am vegetarian." in text and "(1 in all)" in text  # /list
+    assert "assistant> I remember." in text  # a chat turn
+    assert "added " in text  # /add accepted (on the jobs topic)
+    assert f"deleting {seeded[0].memory_id[:12]}" in text
+    assert "no memory matches 'zzz'" in text
+    assert "kept" in text  # /forget answered "no"
+    assert "unknown or incomplete command '/bogus'" in text
