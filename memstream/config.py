@@ -181,6 +181,7 @@ class ReflectionSettings(BaseModel):
 
 class RerankSettings(BaseModel):
     backend: Literal["none", "dashscope"] = Field("none", description="Reranker of fused results.")
+    candidates: int = Field(50, ge=1, le=500, description="Fused results the reranker re-scores.")
     model: str = Field("gte-rerank", description="DashScope rerank model.")
     api_key: str | None = Field(None, description="Falls back to DASHSCOPE_API_KEY.")
 

@@ -284,3 +284,51 @@ async def test_at_must_carry_a_timezone(client: httpx.AsyncClient) -> None:
         },
     )
     assert r.status_code == 422 and r.json()["error"] == "invalid_request"
+
+
+async def test_reranker_reorders_and_explains(tmp_path: Path, embedder: Embedder) -> None:
+    """The local cross-encoder seam with a transparent scorer (word overlap): the reranker
+    decides the order, and each result carries its score."""
+    from memstream.rerank import CrossEncoderReranker
+
+    def overlap(pairs: list[tuple[str, str]]) -> list[float]:
+        return [
+            float(len(set(q.lower().split()) & set(d.lower().rstrip(".").split())))
+            for q, d in pairs
+        ]
+
+    async with SQLiteStore(tmp_path / "r.db") as store:
+        nodes = []
+        for i, text in enumerate(FACTS):
+            when = T0 + timedelta(days=i)
+            nodes.append(
+                MemoryNode(
+                    memory_id=f"r{i}",
+                    owner_id="demo",
+                    user_id="alice",
+                    memory_type=MemoryType.observation,
+                    content=text,
+                    message_time=when,
+                    valid_from=when,
+                    recorded_at=when,
+                    source_message_ids=[f"m{i}"],
+                    vector=embedder.embed_one(text).tolist(),
+                )
+            )
+        await store.upsert(nodes)
+        service = create_service(
+            Settings.load(data_dir=tmp_path),
+            store=store,
+            embedder=embedder,
+            reranker=CrossEncoderReranker(overlap),
+        )
+        transport = httpx.ASGITransport(app=service)
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+            query = {"owner_id": "demo", "user_id": "alice", "query": "am I allergic to peanuts"}
+            ranked = (await client.post("/v1/retrieve", json=query)).json()
+            plain = (await client.post("/v1/retrieve", json={**query, "rerank": False})).json()
+    top = ranked["memories"][0]
+    assert top["content"] == "I am allergic to peanuts." and top["why"]["rerank_score"] == 5.0
+    scores = [m["why"]["rerank_score"] for m in ranked["memories"]]
+    assert scores == sorted(scores, reverse=True)
+    assert all(m["why"]["rerank_score"] is None for m in plain["memories"])

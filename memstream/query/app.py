@@ -38,6 +38,7 @@ from memstream.query.models import (
     RetrieveResponse,
     TimeRangeOut,
 )
+from memstream.rerank import Reranker, load_reranker
 from memstream.schemas import (
     AddMemoryJob,
     ChatMessage,
@@ -97,10 +98,12 @@ def create_service(
     store: MemoryStore | None = None,
     embedder: Embedder | None = None,
     llm: LLMClient | None = None,
+    reranker: Reranker | None = None,
 ) -> FastAPI:
     """Build the app; store and embedder are created at startup unless given (tests, bench).
     The generation model (chat only) comes from the settings unless given."""
     chat_llm = llm if llm is not None else load_llm(settings.llm)
+    reranker = reranker if reranker is not None else load_reranker(settings.rerank)
     owns_llm = llm is None
     recent_turns = RecentTurns()
 
@@ -206,6 +209,8 @@ def create_service(
             flt=MemoryFilter(statuses=statuses) if statuses else MemoryFilter(),
             time_ranges=ranges,
             time_boost=settings.api.time_boost,
+            reranker=reranker if body.rerank is not False else None,
+            rerank_candidates=settings.rerank.candidates,
         )
         metrics.results.inc(len(ranked))
         return RetrieveResponse(

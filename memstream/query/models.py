@@ -40,6 +40,9 @@ class RetrieveRequest(BaseModel):
     include_expired: bool = Field(
         False, description="Also recall expired (contradicted) memories: the history."
     )
+    rerank: bool | None = Field(
+        None, description="false skips the configured reranker for this request."
+    )
 
 
 class TimeRangeOut(BaseModel):
@@ -61,6 +64,7 @@ class Why(BaseModel):
     text_score: float | None
     time_boost: float = 1.0
     time_match: TimeRangeOut | None = None
+    rerank_score: float | None = None
 
 
 class MemoryOut(BaseModel):
@@ -108,6 +112,7 @@ class RetrievedMemory(MemoryOut):
                     text_rank=r.text_rank,
                     text_score=r.text_score,
                     time_boost=r.time_boost,
+                    rerank_score=r.rerank_score,
                     time_match=None
                     if r.time_match is None
                     else TimeRangeOut(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from memstream.schemas.memory import MemoryNode, MemoryType
 from memstream.search.timeparse import TimeRange
@@ -40,6 +40,7 @@ class Ranked:
     text_score: float | None = None
     time_boost: float = 1.0
     time_match: TimeRange | None = None
+    rerank_score: float | None = None
 
 
 def time_match(node: MemoryNode, ranges: Sequence[TimeRange]) -> TimeRange | None:
@@ -110,3 +111,25 @@ def render_line(node: MemoryNode) -> str:
 
 def render_prompt(nodes: Sequence[MemoryNode]) -> str:
     return "\n".join(render_line(n) for n in nodes)
+
+
+def rerank(ranked: Sequence[Ranked], scores: Sequence[float], *, top_k: int) -> list[Ranked]:
+    """Order fused candidates by the reranker's relevance × type weight × time boost.
+
+    The reranker replaces the rank-fusion score (it judges relevance better than either
+    channel), while MemoryScope's type weights and the time match still apply on top.
+    """
+    if len(scores) != len(ranked):
+        raise ValueError("one reranker score per candidate")
+    floor = min(scores, default=0.0)
+    rescored = [
+        replace(
+            r,
+            rerank_score=float(score),
+            # Shift to non-negative so the multipliers keep their meaning for any scale.
+            score=(float(score) - min(floor, 0.0) + 1e-9) * r.type_weight * r.time_boost,
+        )
+        for r, score in zip(ranked, scores, strict=True)
+    ]
+    rescored.sort(key=lambda r: (-r.score, r.node.memory_id))
+    return rescored[:top_k]

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from enum import StrEnum
 
 from memstream.embedder import Embedder
-from memstream.search.fusion import TIME_BOOST, Ranked, fuse
+from memstream.rerank import Reranker
+from memstream.search.fusion import TIME_BOOST, Ranked, fuse, rerank
 from memstream.search.timeparse import TimeRange
 from memstream.sinks.base import Hit, MemoryFilter, MemoryStore
 
@@ -31,6 +32,8 @@ async def retrieve(
     flt: MemoryFilter = MemoryFilter(),
     time_ranges: Sequence[TimeRange] = (),
     time_boost: float = TIME_BOOST,
+    reranker: Reranker | None = None,
+    rerank_candidates: int = 50,
 ) -> list[Ranked]:
     async def dense() -> list[Hit]:
         if mode is RetrievalMode.bm25:
@@ -44,4 +47,9 @@ async def retrieve(
         return await store.search_text(owner_id, user_id, query, recall_k, flt)
 
     vector_hits, text_hits = await asyncio.gather(dense(), bm25())
-    return fuse(vector_hits, text_hits, top_k=top_k, time_ranges=time_ranges, time_boost=time_boost)
+    pool = max(top_k, rerank_candidates) if reranker is not None else top_k
+    fused = fuse(vector_hits, text_hits, top_k=pool, time_ranges=time_ranges, time_boost=time_boost)
+    if reranker is None or not fused:
+        return fused
+    scores = await asyncio.to_thread(reranker.scores, query, [r.node.content for r in fused])
+    return rerank(fused, scores, top_k=top_k)
