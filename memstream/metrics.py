@@ -7,6 +7,8 @@ views never disagree. The query service keeps its own registry (one per app inst
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -114,3 +116,53 @@ class ServiceMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class ObserveMiddleware:
+    """Pure ASGI middleware (cheaper than Starlette's BaseHTTPMiddleware on the hot path):
+    refuses bodies over ``limit`` bytes (413) and records latency by route and status."""
+
+    def __init__(self, app: Any, *, metrics: ServiceMetrics, limit: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.limit = limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and (not value.isdigit() or int(value) > self.limit):
+                await self._too_large(send)
+                self._observe(scope, 413, started)
+                return
+        status = 500
+
+        async def send_and_watch(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        finally:
+            self._observe(scope, status, started)
+
+    def _observe(self, scope: Any, status: int, started: float) -> None:
+        path = getattr(scope.get("route"), "path", "unmatched")
+        self.metrics.latency.labels(path, scope.get("method", ""), str(status)).observe(
+            time.perf_counter() - started
+        )
+
+    async def _too_large(self, send: Any) -> None:
+        body = json.dumps({"error": "request_too_large", "detail": {"max_bytes": self.limit}})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body.encode()})

@@ -9,17 +9,17 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 import memstream
 from memstream.config import Settings
 from memstream.embedder import Embedder, load_embedder
 from memstream.llm import LLMClient, LLMError, load_llm
-from memstream.metrics import CONTENT_TYPE, ServiceMetrics
+from memstream.metrics import CONTENT_TYPE, ObserveMiddleware, ServiceMetrics
 from memstream.query.auth import AccessControl, ApiKey
 from memstream.query.chat import RecentTurns, chat_messages
 from memstream.query.models import (
@@ -146,25 +146,8 @@ def create_service(
         app.state.store, app.state.embedder = store, embedder
     metrics = ServiceMetrics()
     access = AccessControl(settings.api.api_keys)
-    limit = settings.api.max_request_bytes
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Any) -> Any:
-        started = time.perf_counter()
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            response: Any = JSONResponse(
-                status_code=413,
-                content={"error": "request_too_large", "detail": {"max_bytes": limit}},
-            )
-        else:
-            response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.latency.labels(path, request.method, str(response.status_code)).observe(
-            time.perf_counter() - started
-        )
-        return response
+    app.add_middleware(ObserveMiddleware, metrics=metrics, limit=settings.api.max_request_bytes)
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     async def prometheus_metrics() -> PlainTextResponse:
@@ -187,9 +170,7 @@ def create_service(
         return request.app.state.store, request.app.state.embedder
 
     @app.post("/v1/retrieve", response_model=RetrieveResponse, tags=["retrieval"])
-    async def retrieve_memories(
-        body: RetrieveRequest, request: Request, key: ApiKey
-    ) -> RetrieveResponse:
+    async def retrieve_memories(body: RetrieveRequest, request: Request, key: ApiKey) -> Response:
         """Hybrid (vector + BM25) recall of a user's valid memories, fused and weighted by type."""
         access.check(key, body.owner_id)
         started = time.perf_counter()
@@ -213,12 +194,15 @@ def create_service(
             rerank_candidates=settings.rerank.candidates,
         )
         metrics.results.inc(len(ranked))
-        return RetrieveResponse(
+        body_out = RetrieveResponse.model_construct(
             memories=[RetrievedMemory.ranked(r) for r in ranked],
             time_ranges=[TimeRangeOut(text=r.text, start=r.start, end=r.end) for r in ranges],
             prompt=render_prompt([r.node for r in ranked]),
             took_ms=round((time.perf_counter() - started) * 1000, 3),
         )
+        # Serialised once, here: returning a Response skips FastAPI's second validation of
+        # the response model (which is still the documented schema).
+        return Response(body_out.model_dump_json(), media_type="application/json")
 
     @app.get(
         "/v1/users/{owner_id}/{user_id}/memories", response_model=MemoryPage, tags=["memories"]

@@ -100,27 +100,25 @@ class RetrievedMemory(MemoryOut):
 
     @classmethod
     def ranked(cls, r: Ranked) -> RetrievedMemory:
-        return cls.model_validate(
-            {
-                **r.node.model_dump(exclude={"vector"}),
-                "score": r.score,
-                "why": Why(
-                    rrf=r.rrf,
-                    type_weight=r.type_weight,
-                    vector_rank=r.vector_rank,
-                    vector_score=r.vector_score,
-                    text_rank=r.text_rank,
-                    text_score=r.text_score,
-                    time_boost=r.time_boost,
-                    rerank_score=r.rerank_score,
-                    time_match=None
-                    if r.time_match is None
-                    else TimeRangeOut(
-                        text=r.time_match.text, start=r.time_match.start, end=r.time_match.end
-                    ),
-                ),
-            }
+        # Built without re-validation: every value comes from a validated MemoryNode, and
+        # this runs for each result of every retrieval (the hot path).
+        why = Why.model_construct(
+            rrf=r.rrf,
+            type_weight=r.type_weight,
+            vector_rank=r.vector_rank,
+            vector_score=r.vector_score,
+            text_rank=r.text_rank,
+            text_score=r.text_score,
+            time_boost=r.time_boost,
+            rerank_score=r.rerank_score,
+            time_match=None
+            if r.time_match is None
+            else TimeRangeOut.model_construct(
+                text=r.time_match.text, start=r.time_match.start, end=r.time_match.end
+            ),
         )
+        fields = {name: getattr(r.node, name) for name in MemoryOut.model_fields}
+        return cls.model_construct(**fields, score=r.score, why=why)
 
 
 class RetrieveResponse(BaseModel):
