@@ -71,7 +71,6 @@ class WorkerSettings(BaseModel):
     )
     ingest_batch: int = Field(500, ge=1, description="Messages validated and windowed per batch.")
     ingest_batch_seconds: float = Field(0.2, gt=0, description="Longest wait to fill a batch.")
-    standby_replicas: int = Field(1, ge=0, description="Faust standby copies of the window table.")
     broker_session_timeout: float = Field(
         10.0,
         gt=0,

@@ -1,4 +1,4 @@
-"""The Faust app: topics, the per-user window table, and the agents wired to them.
+"""The Faust app: topics and the agents wired to them.
 
 Kept small on purpose; each agent lives in its own module.
 """
@@ -37,7 +37,6 @@ def create_app(ctx: WorkerContext) -> faust.App:
         datadir=str(s.data_dir / "faust"),
         topic_partitions=k.partitions,
         topic_replication_factor=k.replication_factor,
-        table_standby_replicas=s.worker.standby_replicas,
         broker_session_timeout=s.worker.broker_session_timeout,
         broker_rebalance_timeout=s.worker.broker_rebalance_timeout,
         consumer_auto_offset_reset="earliest",
@@ -59,19 +58,7 @@ def create_app(ctx: WorkerContext) -> faust.App:
         "memories": app.topic(k.memories_topic, partitions=k.partitions, **raw),
         "dlq": app.topic(k.dlq_topic, partitions=k.partitions, **raw),
     }
-    # use_partitioner: the changelog partition comes from the key (murmur2), exactly as the
-    # producers' records do, so the table can also be changed by the idle-window timer and
-    # at shutdown, outside stream iteration.
-    windows = app.Table(
-        "windows",
-        default=None,
-        partitions=k.partitions,
-        # The changelog topic's serializers come from these types: bytes keys -> raw, else json.
-        key_type=bytes,
-        use_partitioner=True,
-        help="Open window of each owner/user key.",
-    )
-    drain = register_ingest(app, ctx, topics, windows)
+    drain = register_ingest(app, ctx, topics)
     processor = register_jobs(app, ctx, topics)
 
     async def process_inline(jobs: list[ConsolidationJob]) -> None:
@@ -95,7 +82,7 @@ def create_app(ctx: WorkerContext) -> faust.App:
             )
             log.info("shutdown: consolidated %d open windows", closed)
         except Exception:
-            log.exception("shutdown: could not consolidate open windows (they stay in the table)")
+            log.exception("shutdown: could not consolidate open windows (they are read again)")
         finally:
             await ctx.close_store()
             _write_final_stats(ctx)

@@ -1,13 +1,15 @@
 """Ingest agent: decode, validate, window. Invalid input goes to the DLQ; nothing blocks.
 
-Batched with ``take_events``: one table write per user per batch rather than per message.
-A timer closes windows that went idle or grew old; graceful shutdown closes the rest.
+Batched with ``take_events``. A timer closes windows that went idle or grew old; graceful
+shutdown closes the rest.
 
-A message's source offset is acknowledged only once the window holding it has been emitted
-as a job, and acks leave each partition in offset order (:class:`AckLedger`). So after any
-crash every message of an open window is read again from the log, and correctness never
-depends on restoring the window table from its changelog (which tansu's wrong
-``end_offsets`` can cut short; the table is an optimisation here).
+Open windows live in this process's memory, not in a changelog-backed table. A message's
+source offset is acknowledged only once the window holding it has been emitted as a job, and
+acks leave each partition in offset order (:class:`AckLedger`). So after a crash, or when a
+partition moves to another worker, every message of an open window is read again from the
+log and its window rebuilt: the log is the window's durable copy, and nothing is written
+twice per message (a table would re-write each growing window per batch, and restoring it
+relied on ``end_offsets``, which tansu gets wrong).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from datetime import timedelta
 from typing import Any, cast
 
 import faust
-from faust.types import TableT
 
 from memstream.agents.acks import AckLedger
 from memstream.agents.context import WorkerContext
@@ -60,15 +61,10 @@ def _headers(message: Any) -> dict[str, str]:
     }
 
 
-def _load(raw: Any) -> WindowState:
-    return WindowState() if raw is None else WindowState.model_validate(raw)
-
-
 def register_ingest(
     app: faust.App,
     ctx: WorkerContext,
     topics: dict[str, faust.TopicT],
-    windows: TableT[bytes, Any],
 ) -> Callable[[InlineProcess], Awaitable[int]]:
     """Wire the ingest agent and the window timer; returns the shutdown drain function."""
     s = ctx.settings
@@ -84,6 +80,19 @@ def register_ingest(
         )
 
     ledger = AckLedger()
+    #: key -> the user's open window, for the partitions this worker owns.
+    windows: dict[bytes, WindowState] = {}
+
+    def current(key: bytes) -> WindowState:
+        found = windows.get(key)
+        return WindowState() if found is None else found
+
+    def keep(key: bytes, state: WindowState) -> None:
+        if state.is_empty:
+            windows.pop(key, None)
+        else:
+            windows[key] = state
+
     # key -> message_id -> the event that holds the watermark for a message in an open window
     held: dict[bytes, dict[str, Any]] = {}
 
@@ -122,6 +131,8 @@ def register_ingest(
         ledger.forget(gone)
         for key in [k for k in held if partition_for(k, partitions) in gone]:
             del held[key]
+        for key in [k for k in windows if partition_for(k, partitions) in gone]:
+            del windows[key]
 
     async def dead_letter(event: Any, rejected: Rejected) -> None:
         msg = event.message
@@ -192,7 +203,7 @@ def register_ingest(
                     continue
                 by_key.setdefault(key, []).append((decoded, event))
             for key, items in by_key.items():
-                state = _load(windows.get(key))
+                state = current(key)
                 open_items: list[tuple[ChatMessage, Any]] = []
                 for item, event in items:
                     if isinstance(item, ForgetJob):
@@ -205,7 +216,7 @@ def register_ingest(
                         release(key, job)
                     open_items.append((item, event))
                     stats.counters["messages_windowed"] += 1
-                windows[key] = state.model_dump(mode="json")
+                keep(key, state)
                 hold(key, state, open_items)
             stats.counters["acks_pending"] = ledger.pending()
 
@@ -228,23 +239,21 @@ def register_ingest(
         return next_window(state)
 
     def active_keys() -> list[bytes]:
-        actives = app.assignor.assigned_actives()
-        mine = {tp.partition for tp in actives if tp.topic == s.kafka.messages_topic}
-        return [key for key in list(windows.keys()) if partition_for(key, partitions) in mine]
+        return list(windows)
 
     @app.timer(interval=s.window.tick_seconds, name="memstream.close_idle_windows")  # type: ignore[untyped-decorator]
     async def close_idle_windows() -> None:
         now = utcnow()
         for key in active_keys():
-            state = _load(windows.get(key))
+            state = current(key)
             trigger = due_trigger(state, now, s.window)
             if trigger is None:
                 continue
             job = close_window(state, trigger, now)
-            # Deliver the job before the table forgets the window: a crash in between
-            # re-emits the same job (idempotent) rather than losing the window.
+            # Deliver the job before the window is forgotten and its messages acknowledged: a
+            # crash in between re-emits the same job (idempotent) rather than losing it.
             await (await emit(job))
-            windows[key] = advance_after(_load(windows.get(key)), job).model_dump(mode="json")
+            keep(key, advance_after(current(key), job))
             release(key, job)
 
     async def drain(process: InlineProcess) -> int:
@@ -252,7 +261,7 @@ def register_ingest(
         now = utcnow()
         closed: list[tuple[bytes, ConsolidationJob]] = []
         for key in active_keys():
-            state = _load(windows.get(key))
+            state = current(key)
             if not state.is_empty:
                 closed.append((key, close_window(state, WindowTrigger.shutdown, now)))
         if not closed:
@@ -260,7 +269,7 @@ def register_ingest(
         await process([job for _, job in closed])
         for key, job in closed:
             stats.windows_by_trigger[WindowTrigger.shutdown.value] += 1
-            windows[key] = advance_after(_load(windows.get(key)), job).model_dump(mode="json")
+            keep(key, advance_after(current(key), job))
             release(key, job)
         return len(closed)
 

@@ -23,7 +23,7 @@ def estimate_tokens(text: str) -> int:
 
 
 class WindowState(BaseModel):
-    """The open window of one user, as kept in the Faust table (JSON)."""
+    """The open window of one user (in the worker's memory; the log is its durable copy)."""
 
     model_config = ConfigDict(extra="forbid")
 
