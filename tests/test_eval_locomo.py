@@ -114,8 +114,8 @@ def test_scoring() -> None:
 
 @pytest.mark.servers
 @pytest.mark.skipif(not DEV.is_file(), reason="shared LoCoMo dev data not beside the repo")
-async def test_eval_runs_on_a_small_slice(tmp_path: Path) -> None:
-    """A short slice of one dev conversation through broker, worker and store."""
+def _slice(tmp_path: Path) -> tuple[Path, int, int]:
+    """Sessions 1-3 of conv-30 and the questions they answer: (file, messages, questions)."""
     (conv,) = [c for c in json.loads(DEV.read_text()) if c["sample_id"] == "conv-30"]
     keep = {f"session_{n}" for n in range(1, 4)}
     conversation = {
@@ -132,7 +132,14 @@ async def test_eval_runs_on_a_small_slice(tmp_path: Path) -> None:
     assert qa, "the slice must have answerable questions"
     path = tmp_path / "slice.json"
     path.write_text(json.dumps([{**conv, "conversation": conversation, "qa": qa}]))
+    return path, sum(len(conversation[s]) for s in keep), len(qa)
 
+
+@pytest.mark.servers
+@pytest.mark.skipif(not DEV.is_file(), reason="shared LoCoMo dev data not beside the repo")
+async def test_eval_runs_on_a_small_slice(tmp_path: Path) -> None:
+    """A short slice of one dev conversation through broker, worker and store."""
+    path, messages, questions = _slice(tmp_path)
     settings = Settings.load(data_dir=tmp_path / "data")
     report = await run_locomo(
         settings,
@@ -146,7 +153,40 @@ async def test_eval_runs_on_a_small_slice(tmp_path: Path) -> None:
         assert set(report[key]) == {"1", "2", "3", "4", "5", "1-4"}
     assert report["recall_at_k"]["1-4"] > 0
     assert set(report["by_retrieval"]) == {"hybrid", "bm25"}
-    assert report["messages"] == sum(len(conversation[s]) for s in keep)
+    assert report["messages"] == messages
     assert 0 < report["memories"] <= report["messages"]
     assert report["llm_calls_per_100_messages"] == 0.0
-    assert sum(report["questions"][c] for c in "12345") == len(qa)
+    assert sum(report["questions"][c] for c in "12345") == questions
+
+
+@pytest.mark.servers
+@pytest.mark.skipif(not DEV.is_file(), reason="shared LoCoMo dev data not beside the repo")
+async def test_eval_with_a_model_counts_its_calls(tmp_path: Path) -> None:
+    """The same slice with a generation model (the scripted test server): the report's LLM
+    cost is what the server counted, shutdown drain included."""
+    from tests.llm_server import ScriptedLLM
+
+    path, messages, _ = _slice(tmp_path)
+    server = ScriptedLLM().start()
+    try:
+        settings = Settings.load(
+            data_dir=tmp_path / "data",
+            llm={
+                "backend": "openai",
+                "model": "scripted",
+                "base_url": server.base_url,
+                "api_key": "t",
+                "cache_enabled": False,
+            },
+            reflection={"check_seconds": 1, "min_interval_seconds": 0},
+        )
+        report = await run_locomo(
+            settings, path, k=5, modes=[RetrievalMode.hybrid], workdir=tmp_path / "run"
+        )
+    finally:
+        server.stop()
+    served = sum(server.calls.values())
+    assert served > 0 and report["llm"]["calls"] == served
+    assert report["llm_calls_per_100_messages"] == round(100 * served / messages, 3)
+    assert report["llm"]["calls_by_step"]["consolidate"] == server.calls["consolidate"]
+    assert report["llm_mode"] == "openai" and report["recall_at_k"]["1-4"] > 0
