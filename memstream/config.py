@@ -71,6 +71,9 @@ class WorkerSettings(BaseModel):
     )
     ingest_batch: int = Field(500, ge=1, description="Messages validated and windowed per batch.")
     ingest_batch_seconds: float = Field(0.2, gt=0, description="Longest wait to fill a batch.")
+    stream_buffer: int = Field(
+        4096, ge=64, description="Faust's per-stream buffer; fetching pauses when it fills."
+    )
     broker_session_timeout: float = Field(
         10.0,
         gt=0,

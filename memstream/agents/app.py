@@ -43,6 +43,7 @@ def create_app(ctx: WorkerContext) -> faust.App:
         producer_acks=-1,
         producer_max_request_size=max(1_048_576, 4 * k.max_message_bytes),
         web_port=s.worker.web_port,
+        stream_buffer_maxsize=s.worker.stream_buffer,
         web_bind=s.worker.web_host,
         web_in_thread=False,
         # Messages of open windows stay unacknowledged on purpose (see agents/ingest.py):
