@@ -23,93 +23,65 @@ class WindowTrigger(StrEnum):
     shutdown = "shutdown"
 
 
-class ConsolidationJob(BaseModel):
+class UserJob(BaseModel):
+    """What every job has: an id, and the user whose memories it changes (the topic key:
+    one user's jobs are serialised on one partition)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    job_type: Literal["consolidate"] = "consolidate"
     job_id: str
     owner_id: Id
     user_id: Id
+
+    @property
+    def key(self) -> str:
+        return user_key(self.owner_id, self.user_id)
+
+
+class ConsolidationJob(UserJob):
+    """A closed window of one user's messages, to consolidate."""
+
+    job_type: Literal["consolidate"] = "consolidate"
     window_no: int = Field(ge=0)
     trigger: WindowTrigger
     messages: list[ChatMessage] = Field(min_length=1)
     opened_at: datetime
     closed_at: datetime = Field(default_factory=utcnow)
 
-    @property
-    def key(self) -> str:
-        return user_key(self.owner_id, self.user_id)
 
-
-class ReflectionJob(BaseModel):
+class ReflectionJob(UserJob):
     """Put on the jobs topic by the reflection timer when a user has enough new observations."""
 
-    model_config = ConfigDict(extra="forbid")
-
     job_type: Literal["reflect"] = "reflect"
-    job_id: str
-    owner_id: Id
-    user_id: Id
     unreflected: int = Field(ge=0, description="Unreflected observations seen by the timer.")
     requested_at: datetime = Field(default_factory=utcnow)
 
-    @property
-    def key(self) -> str:
-        return user_key(self.owner_id, self.user_id)
 
-
-class AddMemoryJob(BaseModel):
+class AddMemoryJob(UserJob):
     """A memory added by hand (``obs_customized``), through the log like every change."""
 
-    model_config = ConfigDict(extra="forbid")
-
     job_type: Literal["add"] = "add"
-    job_id: str
-    owner_id: Id
-    user_id: Id
     memory_id: str
     content: Annotated[str, Field(min_length=1, max_length=4000)]
     keywords: list[str] = Field(default_factory=list, max_length=20)
     valid_from: datetime | None = None
     requested_at: datetime = Field(default_factory=utcnow)
 
-    @property
-    def key(self) -> str:
-        return user_key(self.owner_id, self.user_id)
 
-
-class DeleteMemoriesJob(BaseModel):
+class DeleteMemoriesJob(UserJob):
     """Delete some memories of a user (``memory_ids``) or all of them (``None``)."""
 
-    model_config = ConfigDict(extra="forbid")
-
     job_type: Literal["delete"] = "delete"
-    job_id: str
-    owner_id: Id
-    user_id: Id
     memory_ids: list[str] | None = Field(None, max_length=10_000)
     requested_at: datetime = Field(default_factory=utcnow)
 
-    @property
-    def key(self) -> str:
-        return user_key(self.owner_id, self.user_id)
 
-
-class ForgetJob(BaseModel):
+class ForgetJob(UserJob):
     """Erase a user: every memory, and a tombstone on the memory log so replays skip the
     user's earlier messages and memories."""
 
-    model_config = ConfigDict(extra="forbid")
-
     job_type: Literal["forget"] = "forget"
-    job_id: str
-    owner_id: Id
-    user_id: Id
     requested_at: datetime = Field(default_factory=utcnow)
-
-    @property
-    def key(self) -> str:
-        return user_key(self.owner_id, self.user_id)
 
 
 AnyJob = ConsolidationJob | ReflectionJob | AddMemoryJob | DeleteMemoriesJob | ForgetJob
