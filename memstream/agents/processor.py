@@ -15,6 +15,7 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -46,6 +47,8 @@ from memstream.sinks import MemoryStore
 from memstream.sinks.base import MemoryFilter
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Publishes one memory event (the Faust topic in the worker; a list in tests).
 Publish = Callable[[MemoryEvent], Awaitable[None]]
@@ -189,11 +192,12 @@ class JobProcessor:
         view = lc.consolidation_input(job, related)
         language = detect_language(user_texts)
         name = _name(job)
-        prompt = load_prompt("consolidate", language)
-        output = await self.llm.structured(
-            step=lc.STEP,
-            owner_id=job.owner_id,
-            messages=prompt.render(name=name, input=view.payload),
+        output = await self._ask(
+            lc.STEP,
+            job.owner_id,
+            language=language,
+            name=name,
+            payload=view.payload,
             schema_name=lc.SCHEMA_NAME,
             schema=lc.output_schema(len(view.user_message_ids)),
             parse=lc.parse_output,
@@ -301,11 +305,12 @@ class JobProcessor:
             (n for _, n in ranked[: cfg.max_existing]), key=lambda n: (n.valid_from, n.memory_id)
         )
         view = lc.reconcile_input(pending, candidates)
-        prompt = load_prompt("reconcile", language)
-        output = await self.llm.structured(
-            step=lc.RECONCILE_STEP,
-            owner_id=job.owner_id,
-            messages=prompt.render(name=name, input=view.payload),
+        output = await self._ask(
+            lc.RECONCILE_STEP,
+            job.owner_id,
+            language=language,
+            name=name,
+            payload=view.payload,
             schema_name=lc.RECONCILE_SCHEMA_NAME,
             schema=lc.reconcile_schema(len(view.facts)),
             parse=lc.parse_reconcile,
@@ -344,11 +349,12 @@ class JobProcessor:
         view = rf.reflection_input(due, insights, conflicts)
         language = detect_language([o.content for o in due])
         name = rf.display_name(due, job.user_id)
-        prompt = load_prompt("reflect", language)
-        output = await self.llm.structured(
-            step=rf.STEP,
-            owner_id=job.owner_id,
-            messages=prompt.render(name=name, input=view.payload),
+        output = await self._ask(
+            rf.STEP,
+            job.owner_id,
+            language=language,
+            name=name,
+            payload=view.payload,
             schema_name=rf.SCHEMA_NAME,
             schema=rf.output_schema(len(view.observations), len(view.conflicts)),
             parse=rf.parse_output,
@@ -456,6 +462,29 @@ class JobProcessor:
         return JobOutcome(job.job_id, len(removed), len(removed))
 
     # -- shared ----------------------------------------------------------------------------
+
+    async def _ask(
+        self,
+        step: str,
+        owner_id: str,
+        *,
+        language: str,
+        name: str,
+        payload: str,
+        schema_name: str,
+        schema: dict[str, Any],
+        parse: Callable[[dict[str, Any]], T],
+    ) -> T:
+        """One structured call with the step's prompt (``prompts/<language>/<step>.toml``)."""
+        assert self.llm is not None
+        return await self.llm.structured(
+            step=step,
+            owner_id=owner_id,
+            messages=load_prompt(step, language).render(name=name, input=payload),
+            schema_name=schema_name,
+            schema=schema,
+            parse=parse,
+        )
 
     async def _embed(self, nodes: Sequence[MemoryNode]) -> None:
         todo = [
