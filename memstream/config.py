@@ -74,6 +74,9 @@ class WorkerSettings(BaseModel):
     stream_buffer: int = Field(
         4096, ge=64, description="Faust's per-stream buffer; fetching pauses when it fills."
     )
+    fetch_max_wait_ms: int = Field(
+        100, ge=1, le=5000, description="Kafka fetch long-poll (Faust's default is 1500)."
+    )
     broker_session_timeout: float = Field(
         10.0,
         gt=0,

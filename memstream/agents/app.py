@@ -17,6 +17,7 @@ import faust
 from memstream.agents.context import WorkerContext
 from memstream.agents.ingest import register_ingest
 from memstream.agents.jobs import register_jobs
+from memstream.agents.transport import use_fetch_max_wait
 from memstream.metrics import worker_metrics
 from memstream.schemas import ConsolidationJob
 
@@ -30,6 +31,7 @@ def broker_urls(bootstrap_servers: str) -> list[str]:
 def create_app(ctx: WorkerContext) -> faust.App:
     s = ctx.settings
     k = s.kafka
+    use_fetch_max_wait(s.worker.fetch_max_wait_ms)
     app = faust.App(
         s.worker.app_id,
         broker=broker_urls(k.bootstrap_servers),
