@@ -20,10 +20,11 @@ from memstream.embedder import Embedder
 from memstream.llm import load_llm
 from memstream.query.app import create_service
 from memstream.query.terminal import TerminalChat
-from memstream.schemas import ChatMessage, MemoryNode, MemoryType, memory_id
+from memstream.schemas import ChatMessage, MemoryNode
 from memstream.sinks.sqlite import SQLiteStore
 from memstream.streams.topics import create_topics
 from tests.llm_server import ScriptedLLM
+from tests.memories import observation
 from tests.pipeline import pipeline_env, read_topic
 from tests.servers import Tansu
 
@@ -50,23 +51,10 @@ def settings_for(tansu: Tansu, tmp_path: Path, llm_server: ScriptedLLM) -> Setti
 
 
 async def seed(store: SQLiteStore, embedder: Embedder, texts: list[str]) -> list[MemoryNode]:
-    nodes = []
-    for i, text in enumerate(texts):
-        when = datetime(2024, 6, 1 + i, 12, tzinfo=UTC)
-        nodes.append(
-            MemoryNode(
-                memory_id=memory_id("demo", "alice", [f"s{i}"], 0),
-                owner_id="demo",
-                user_id="alice",
-                memory_type=MemoryType.observation,
-                content=text,
-                message_time=when,
-                valid_from=when,
-                recorded_at=when,
-                source_message_ids=[f"s{i}"],
-                vector=embedder.embed_one(text).tolist(),
-            )
-        )
+    nodes = [
+        observation(embedder, text, datetime(2024, 6, 1 + i, 12, tzinfo=UTC), f"s{i}")
+        for i, text in enumerate(texts)
+    ]
     await store.upsert(nodes)
     return nodes
 

@@ -25,6 +25,7 @@ from memstream.sinks import MemoryFilter, open_store
 from memstream.streams.producer import MessageProducer
 from memstream.streams.topics import create_topics
 from tests.llm_server import Faults, ScriptedLLM
+from tests.memories import FOOD_MESSAGES
 from tests.pipeline import Worker, dead_letters, pipeline_env, read_topic, wait_for
 from tests.servers import Tansu
 
@@ -84,15 +85,7 @@ def scenario() -> Script:
         datetime(2024, 7, 10, 8, 0, tzinfo=UTC),
         "Two months ago I ran a marathon in Hangzhou.",
     )
-    foods = [
-        "I eat oatmeal for breakfast every day.",
-        "I love spicy Sichuan food.",
-        "I cook dinner at home most nights.",
-        "I stopped eating red meat last year.",
-        "My favourite lunch is a big salad.",
-        "I drink green tea instead of coffee.",
-    ]
-    for i, text in enumerate(foods):
+    for i, text in enumerate(FOOD_MESSAGES):
         s.say("dave", "Dave", t + timedelta(days=i), text)
     s.say("li", "小李", t, "我在杭州工作，周末喜欢爬山。")
     return s

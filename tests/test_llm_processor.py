@@ -27,6 +27,7 @@ from memstream.schemas import (
 from memstream.sinks.base import MemoryFilter
 from memstream.sinks.sqlite import SQLiteStore
 from tests.llm_server import Faults, ScriptedLLM
+from tests.memories import FOOD_MESSAGES
 
 ALL = MemoryFilter(statuses=(StoreStatus.valid, StoreStatus.expired))
 
@@ -172,15 +173,7 @@ async def test_chinese_stays_chinese(rig: Rig, llm_server: ScriptedLLM) -> None:
 
 
 async def test_reflection_makes_a_diet_insight(rig: Rig, llm_server: ScriptedLLM) -> None:
-    foods = [
-        "I eat oatmeal for breakfast every day.",
-        "I love spicy Sichuan food.",
-        "I cook dinner at home most nights.",
-        "I stopped eating red meat last year.",
-        "My favourite lunch is a big salad.",
-        "I drink green tea instead of coffee.",
-    ]
-    for i, text in enumerate(foods):
+    for i, text in enumerate(FOOD_MESSAGES):
         await rig.say(text, at=T0 + timedelta(days=i))
     assert rig.scheduler.take_due(now=0.0) == [("demo/alice", 6)]
     outcome = await rig.reflect()

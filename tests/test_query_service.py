@@ -12,8 +12,9 @@ import pytest
 from memstream.config import Settings
 from memstream.embedder import Embedder
 from memstream.query.app import create_service
-from memstream.schemas import MemoryNode, MemoryType, StoreStatus, memory_id
+from memstream.schemas import StoreStatus
 from memstream.sinks.sqlite import SQLiteStore
+from tests.memories import observation
 
 T0 = datetime(2024, 5, 2, 19, 6, tzinfo=UTC)
 FACTS = [
@@ -29,23 +30,10 @@ FACTS = [
 async def client(tmp_path: Path, embedder: Embedder) -> AsyncIterator[httpx.AsyncClient]:
     store = SQLiteStore(tmp_path / "svc.db")
     async with store:
-        nodes = []
-        for i, text in enumerate(FACTS):
-            when = T0 + timedelta(days=i)
-            nodes.append(
-                MemoryNode(
-                    memory_id=memory_id("demo", "alice", [f"m{i}"], 0),
-                    owner_id="demo",
-                    user_id="alice",
-                    memory_type=MemoryType.observation,
-                    content=text,
-                    message_time=when,
-                    valid_from=when,
-                    recorded_at=when,
-                    source_message_ids=[f"m{i}"],
-                    vector=embedder.embed_one(text).tolist(),
-                )
-            )
+        nodes = [
+            observation(embedder, text, T0 + timedelta(days=i), f"m{i}")
+            for i, text in enumerate(FACTS)
+        ]
         nodes.append(
             nodes[0].model_copy(
                 update={
@@ -206,18 +194,7 @@ async def test_last_weekend_outranks_a_more_similar_older_memory(
     older = "What did I do on the weekend? I went to the cinema and watched a movie."
     recent = "Went hiking with Tom at Mount Tai."
     nodes = [
-        MemoryNode(
-            memory_id=f"m-{i}",
-            owner_id="demo",
-            user_id="bob",
-            memory_type=MemoryType.observation,
-            content=text,
-            message_time=when,
-            valid_from=when,
-            recorded_at=when,
-            source_message_ids=[f"s{i}"],
-            vector=embedder.embed_one(text).tolist(),
-        )
+        observation(embedder, text, when, f"s{i}", user="bob", mid=f"m-{i}")
         for i, (text, when) in enumerate(
             [
                 (older, datetime(2024, 5, 4, 10, tzinfo=UTC)),
@@ -298,23 +275,10 @@ async def test_reranker_reorders_and_explains(tmp_path: Path, embedder: Embedder
         ]
 
     async with SQLiteStore(tmp_path / "r.db") as store:
-        nodes = []
-        for i, text in enumerate(FACTS):
-            when = T0 + timedelta(days=i)
-            nodes.append(
-                MemoryNode(
-                    memory_id=f"r{i}",
-                    owner_id="demo",
-                    user_id="alice",
-                    memory_type=MemoryType.observation,
-                    content=text,
-                    message_time=when,
-                    valid_from=when,
-                    recorded_at=when,
-                    source_message_ids=[f"m{i}"],
-                    vector=embedder.embed_one(text).tolist(),
-                )
-            )
+        nodes = [
+            observation(embedder, text, T0 + timedelta(days=i), f"m{i}", mid=f"r{i}")
+            for i, text in enumerate(FACTS)
+        ]
         await store.upsert(nodes)
         service = create_service(
             Settings.load(data_dir=tmp_path),
