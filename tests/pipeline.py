@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaConsumer
 
+from memstream.config import Settings
 from memstream.embedded import WorkerProcess
 from memstream.schemas import ChatMessage, DeadLetter
 
@@ -48,6 +50,14 @@ def pipeline_env(
         env["MEMSTREAM_STORE__ELASTICSEARCH_URL"] = es_url
     env.update(extra or {})
     return env
+
+
+def settings_from(env: dict[str, str]) -> Settings:
+    """Settings as a process started with ``env`` would load them."""
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        return Settings.load()
 
 
 #: The product's own worker-process helper.

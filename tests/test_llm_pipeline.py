@@ -11,9 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from memstream.config import Settings
 from memstream.schemas import (
-    ChatMessage,
     ConsolidationJob,
     DlqReason,
     MemoryNode,
@@ -25,14 +23,13 @@ from memstream.sinks import MemoryFilter, open_store
 from memstream.streams.producer import MessageProducer
 from memstream.streams.topics import create_topics
 from tests.llm_server import Faults, ScriptedLLM
-from tests.memories import FOOD_MESSAGES
-from tests.pipeline import Worker, dead_letters, pipeline_env, read_topic, wait_for
+from tests.memories import OWNER, Script, scenario
+from tests.pipeline import Worker, dead_letters, pipeline_env, read_topic, settings_from, wait_for
 from tests.servers import Tansu
 
 pytestmark = pytest.mark.servers
 
 ALL = MemoryFilter(statuses=(StoreStatus.valid, StoreStatus.expired))
-OWNER = "demo"
 
 
 @pytest.fixture(scope="module")
@@ -40,55 +37,6 @@ def llm_server() -> Iterator[ScriptedLLM]:
     server = ScriptedLLM().start()
     yield server
     server.stop()
-
-
-def settings_from(env: dict[str, str]) -> Settings:
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
-        return Settings.load()
-
-
-class Script:
-    """Messages per user; each ``say`` is its own window (sent days apart, idle gap)."""
-
-    def __init__(self) -> None:
-        self.messages: list[ChatMessage] = []
-
-    def say(self, user: str, speaker: str, at: datetime, *texts: str) -> None:
-        for i, text in enumerate(texts):
-            n = len(self.messages)
-            self.messages.append(
-                ChatMessage(
-                    message_id=f"{user}-{n}",
-                    owner_id=OWNER,
-                    user_id=user,
-                    role="user",
-                    speaker=speaker,
-                    content=text,
-                    sent_at=at + timedelta(seconds=i),
-                )
-            )
-
-
-def scenario() -> Script:
-    s = Script()
-    t = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
-    s.say("pilot", "Sam", t, "Write a story where I am a pilot who lives in Paris.")
-    s.say("alice", "Alice", t, "I work at Alibaba as a data engineer.")
-    s.say("alice", "Alice", t + timedelta(weeks=6), "I just joined Meituan, first week done!")
-    s.say("bob", "Bob", t, "I have a cat named Mochi.")
-    s.say("bob", "Bob", t + timedelta(days=4), "I have a cat named Mochi.")
-    s.say(
-        "carol",
-        "Carol",
-        datetime(2024, 7, 10, 8, 0, tzinfo=UTC),
-        "Two months ago I ran a marathon in Hangzhou.",
-    )
-    for i, text in enumerate(FOOD_MESSAGES):
-        s.say("dave", "Dave", t + timedelta(days=i), text)
-    s.say("li", "小李", t, "我在杭州工作，周末喜欢爬山。")
-    return s
 
 
 async def memories(store: object, user: str) -> list[MemoryNode]:

@@ -11,24 +11,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from memstream.config import Settings
 from memstream.embedder import Embedder
 from memstream.query.app import create_service
 from memstream.schemas import ChatMessage, MemoryEvent, MemoryEventType, MemoryType
 from memstream.sinks import open_store
 from memstream.streams.producer import MessageProducer
 from memstream.streams.topics import create_topics
-from tests.pipeline import Worker, pipeline_env, read_topic, wait_for
+from tests.pipeline import Worker, pipeline_env, read_topic, settings_from, wait_for
 from tests.servers import Tansu
 
 pytestmark = pytest.mark.servers
-
-
-def settings_from(env: dict[str, str]) -> Settings:
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
-        return Settings.load()
 
 
 def msg(user: str, n: int, text: str, at: datetime) -> ChatMessage:

@@ -24,18 +24,12 @@ from tests.pipeline import (
     make_dataset,
     pipeline_env,
     read_topic,
+    settings_from,
     wait_for,
 )
 from tests.servers import Noida, Tansu
 
 pytestmark = pytest.mark.servers
-
-
-def settings_from(env: dict[str, str]) -> Settings:
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
-        return Settings.load()
 
 
 async def produce(settings: Settings, records: list[tuple[bytes, bytes]]) -> None:
