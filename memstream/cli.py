@@ -212,6 +212,86 @@ def eval_locomo(
     click.echo(text)
 
 
+@main.command()
+@click.option(
+    "--from",
+    "source",
+    type=click.Choice(["events", "messages"]),
+    required=True,
+    help="events: re-index the memory events; messages: re-derive from the raw messages.",
+)
+@click.option("--reembed", is_flag=True, help="events: recompute vectors with the embedder.")
+@click.option("--drop-old", is_flag=True, help="Drop the previous version after the switch.")
+@click.option(
+    "--settle-seconds",
+    default=3.0,
+    show_default=True,
+    type=click.FloatRange(0, 600),
+    help="How long the tail is still applied after the switch.",
+)
+@click.option("--progress/--no-progress", default=None, help="Default: on a terminal.")
+@click.pass_context
+def rebuild(
+    ctx: click.Context,
+    source: str,
+    reembed: bool,
+    drop_old: bool,
+    settle_seconds: float,
+    progress: bool | None,
+) -> None:
+    """Build a new store version from the log, catch up, switch atomically; print JSON.
+
+    The live version serves throughout. Interrupted, it leaves the live version untouched;
+    run it again and it starts over (the unfinished version is dropped first).
+    """
+    from memstream.agents.rebuild import run_rebuild
+    from memstream.sinks.base import StoreVersionError
+
+    if reembed and source != "events":
+        raise click.UsageError("--reembed goes with --from events")
+    settings = _settings(ctx)
+    try:
+        report = asyncio.run(
+            run_rebuild(
+                settings,
+                "events" if source == "events" else "messages",
+                reembed=reembed,
+                drop_old=drop_old,
+                settle_seconds=settle_seconds,
+                progress=sys.stderr.isatty() if progress is None else progress,
+            )
+        )
+    except (StoreVersionError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(report.model_dump_json())
+
+
+@main.group(invoke_without_command=True)
+@click.pass_context
+def versions(ctx: click.Context) -> None:
+    """The store's versions (live, retired, building); ``versions drop N`` deletes one."""
+    if ctx.invoked_subcommand is None:
+        from memstream.sinks.versions import list_versions
+
+        rows = asyncio.run(list_versions(_settings(ctx)))
+        click.echo(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+
+
+@versions.command("drop")
+@click.argument("version", type=click.IntRange(1))
+@click.pass_context
+def versions_drop(ctx: click.Context, version: int) -> None:
+    """Delete a version that is not live, with its data."""
+    from memstream.sinks.base import StoreVersionError
+    from memstream.sinks.versions import drop_version
+
+    try:
+        asyncio.run(drop_version(_settings(ctx), version))
+    except StoreVersionError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"dropped version {version}")
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks; each prints one JSON object."""
@@ -254,6 +334,21 @@ def bench_retrieval_cmd(
             seconds=seconds,
             top_k=top_k,
         )
+    )
+    click.echo(json.dumps(report))
+
+
+@bench.command("rebuild")
+@click.option("--users", default=1000, show_default=True, type=click.IntRange(2))
+@click.option("--memories", "per_user", default=50, show_default=True, type=click.IntRange(20))
+@click.option("--reembed", is_flag=True, help="Recompute every vector (the embedder's speed).")
+@click.pass_context
+def bench_rebuild_cmd(ctx: click.Context, users: int, per_user: int, reembed: bool) -> None:
+    """Rebuild from events: U users x M memories into the configured store."""
+    from memstream.evaluation.bench import bench_rebuild
+
+    report = asyncio.run(
+        bench_rebuild(_settings(ctx), users=users, per_user=per_user, reembed=reembed)
     )
     click.echo(json.dumps(report))
 

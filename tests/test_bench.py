@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from memstream.config import Settings
-from memstream.evaluation.bench import bench_ingest, bench_retrieval, quantile
+from memstream.evaluation.bench import bench_ingest, bench_rebuild, bench_retrieval, quantile
 
 pytestmark = pytest.mark.servers
 
@@ -34,3 +34,10 @@ async def test_bench_ingest_reports(tmp_path: Path) -> None:
     assert {"ingest_msgs_per_s", "bare_faust_msgs_per_s", "ratio", "worker_rss_mb"} <= set(report)
     assert report["ingest_msgs_per_s"] > 0 and report["bare_faust_msgs_per_s"] > 0
     assert report["worker_rss_mb"] > 0
+
+
+async def test_bench_rebuild_reports_a_correct_rebuild(tmp_path: Path) -> None:
+    report = await bench_rebuild(Settings.load(data_dir=tmp_path), users=6, per_user=20)
+    # 6 users x 20 memories, one in 20 deleted, user 0 forgotten: 5 x 19 remain.
+    assert report["expected_memories"] == 95 and report["correct"], report
+    assert report["memories_per_s"] > 0 and report["events"] == 6 * 21 + 1

@@ -91,11 +91,23 @@ def _manifests() -> list[Path]:
     return [K8S / name for name in kustomization["resources"]]
 
 
+#: Manifests run by hand, not applied with the rest.
+ON_DEMAND = {"rebuild-job.yaml"}
+
+
 def test_kubernetes_manifests_validate() -> None:
     files = _manifests()
-    assert {f.name for f in K8S.glob("*.yaml")} == {f.name for f in files} | {"kustomization.yaml"}
+    assert {f.name for f in K8S.glob("*.yaml")} == {f.name for f in files} | {
+        "kustomization.yaml",
+        *ON_DEMAND,
+    }
     result = subprocess.run(
-        [_tool("kubernetes-validate"), "--strict", *map(str, files)],
+        [
+            _tool("kubernetes-validate"),
+            "--strict",
+            *map(str, files),
+            *(str(K8S / f) for f in ON_DEMAND),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -144,3 +156,17 @@ def test_deploy_doc_settings_reference_is_current() -> None:
     current = doc[doc.index(begin) + len(begin) : doc.index(end)]
     assert current == settings_reference(), "regenerate with: memstream settings"
     assert "|  |" not in current  # every setting says what it means
+
+
+def test_the_rebuild_job_runs_a_real_rebuild_command() -> None:
+    from click.testing import CliRunner
+
+    from memstream.cli import main
+
+    (job,) = yaml.safe_load_all((K8S / "rebuild-job.yaml").read_text())
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    assert args[0] == "rebuild" and job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    # The arguments parse (--help stops before anything connects).
+    result = CliRunner().invoke(main, [*args, "--help"])
+    assert result.exit_code == 0, result.output

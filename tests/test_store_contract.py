@@ -170,3 +170,51 @@ async def test_delete_some_then_all_of_one_user(store: MemoryStore, embedder: Em
     assert await store.search_text("app", "alice", "fact", 10) == []
     assert await store.search_vector("app", "alice", embedder.embed_one("fact"), 10) == []
     assert await store.count("app", "bob") == 1
+
+
+async def test_versions_build_switch_and_drop(store: MemoryStore, embedder: Embedder) -> None:
+    """A rebuild's life cycle: the live version serves while a new one is written, one
+    switch moves every reader and writer over, and the old one stays until dropped."""
+    from memstream.sinks.base import StoreVersionError, VersionState
+
+    old = node(embedder, "I live in Hangzhou", n=1)
+    await store.upsert([old])
+    await store.refresh()
+    [initial] = await store.versions()
+    assert (initial.version, initial.state, initial.memories) == (1, VersionState.live, 1)
+
+    new_version = await store.create_version("events", embedding_model="x", dimensions=384)
+    assert new_version == 2
+    async with store.at_version(new_version) as building:
+        fresh = node(embedder, "I live in Beijing", n=2)
+        assert (await building.upsert([fresh])).applied == [fresh.memory_id]
+        await building.refresh()
+        assert await building.count() == 1
+        # Readers of the live version do not see the version being built.
+        assert [n.content for n in await store.list_memories("app", "alice")] == [old.content]
+        states = {v.version: v.state for v in await store.versions()}
+        assert states == {1: VersionState.live, 2: VersionState.building}
+
+        assert await store.switch_to(new_version) == 1
+        assert [n.content for n in await store.list_memories("app", "alice")] == [fresh.content]
+        later = node(embedder, "I moved to Shanghai", n=3)
+        await store.upsert([later])  # writers follow the switch too
+        await store.refresh()
+        await building.refresh()
+        assert await building.count() == 2
+    listed = {v.version: (v.state, v.memories) for v in await store.versions()}
+    assert listed == {1: (VersionState.retired, 1), 2: (VersionState.live, 2)}
+
+    with pytest.raises(StoreVersionError, match="live"):
+        await store.drop_version(2)
+    with pytest.raises(StoreVersionError, match="does not exist"):
+        await store.drop_version(7)
+    await store.drop_version(1)
+    assert [v.version for v in await store.versions()] == [2]
+    assert await store.create_version("messages", embedding_model=None, dimensions=None) == 3
+    assert await store.count("app", "alice") == 2
+    # A dropped number is never given again: a rebuild's events carry it as their generation.
+    await store.drop_version(3)
+    assert await store.create_version("messages", embedding_model=None, dimensions=None) == 4
+    with pytest.raises(StoreVersionError, match="does not exist"):
+        await store.drop_version(3)

@@ -33,6 +33,7 @@ from memstream.schemas import (
     split_user_key,
     utcnow,
 )
+from memstream.streams.events import event_record
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +48,8 @@ def register_jobs(
 
     async def publish(event: MemoryEvent) -> None:
         stats.counters["memory_events"] += 1
-        await memories_topic.send(
-            key=f"{event.owner_id}/{event.user_id}".encode(),
-            value=event.model_dump_json().encode(),
-            force=True,
-        )
+        key, value, headers = event_record(event)
+        await memories_topic.send(key=key, value=value, headers=headers, force=True)
 
     processor = JobProcessor(
         ctx.settings, ctx.store, ctx.embedder, publish, llm=ctx.llm, scheduler=ctx.scheduler

@@ -17,7 +17,7 @@ import httpx
 
 from memstream.config import Settings, settings_env
 from memstream.embedded import free_port, spawn, stop, wait_port
-from memstream.embedder import load_embedder
+from memstream.embedder import Embedder, load_embedder
 from memstream.evaluation.harness import isolated_settings
 from memstream.schemas import MemoryNode, MemoryType, memory_id
 from memstream.sinks import open_store
@@ -277,3 +277,101 @@ def _run_bare(settings: Settings, expect: int, log_path: Path) -> dict[str, floa
         subprocess.run(cmd, stdout=log, stderr=log, timeout=1800, check=True)
     result: dict[str, float] = json.loads(log_path.with_suffix(".json").read_text())
     return result
+
+
+async def produce_memory_events(
+    settings: Settings, embedder: Embedder, *, users: int, per_user: int, seed: int = 5
+) -> tuple[int, int]:
+    """Memory events as workers would write them: users × per_user upserts, every 20th
+    memory deleted again, user 0 forgotten at the end. Returns (events, memories expected)."""
+    from aiokafka import AIOKafkaProducer
+
+    from memstream.schemas import MemoryEvent
+    from memstream.streams.events import event_record
+
+    rng = random.Random(seed)
+    texts = [_text(rng, i) for i in range(2000)]
+    vectors = [v.tolist() for v in embedder.embed(texts)]
+    when = datetime(2024, 1, 1, tzinfo=UTC)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        linger_ms=50,
+        max_batch_size=1 << 20,
+        compression_type="gzip",
+    )
+    await producer.start()
+    events = 0
+    try:
+        pending = []
+        for u in range(users):
+            for i in range(per_user):
+                j = rng.randrange(len(texts))
+                node = MemoryNode(
+                    memory_id=memory_id("bench", f"u{u}", [f"m{i}"], 0),
+                    owner_id="bench",
+                    user_id=f"u{u}",
+                    memory_type=MemoryType.observation,
+                    content=texts[j],
+                    message_time=when + timedelta(minutes=i),
+                    valid_from=when + timedelta(minutes=i),
+                    recorded_at=when,
+                    source_message_ids=[f"m{i}"],
+                    vector=vectors[j],
+                    embedding_model=embedder.model_id,
+                )
+                batch = [MemoryEvent.upsert(node, f"job-{u}-{i}", "consolidate")]
+                if i % 20 == 19:
+                    batch.append(MemoryEvent.delete(node, f"del-{u}-{i}", "delete"))
+                if u == 0 and i == per_user - 1:
+                    batch.append(MemoryEvent.tombstone("bench", "u0", "forget-u0", when))
+                for event in batch:
+                    key, value, headers = event_record(event)
+                    pending.append(
+                        await producer.send(
+                            settings.kafka.memories_topic, value=value, key=key, headers=headers
+                        )
+                    )
+                    events += 1
+            if len(pending) > 5000:
+                await asyncio.gather(*pending)
+                pending = []
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return events, (users - 1) * (per_user - per_user // 20)
+
+
+async def bench_rebuild(
+    base: Settings, *, users: int, per_user: int, reembed: bool = False
+) -> dict[str, Any]:
+    """``rebuild --from events`` of users × per_user memories (a twentieth later deleted, one
+    user forgotten) on an embedded broker, into the configured store."""
+    from memstream.agents.rebuild import run_rebuild
+    from memstream.evaluation.harness import embedded_pipeline
+
+    embedder = load_embedder(base.embedder)
+    with tempfile.TemporaryDirectory(prefix="memstream-bench-") as tmp:
+        settings = isolated_settings(base, Path(tmp))
+        async with embedded_pipeline(settings, Path(tmp), start_worker=False):
+            started = time.perf_counter()
+            events, expected = await produce_memory_events(
+                settings, embedder, users=users, per_user=per_user
+            )
+            produce_s = time.perf_counter() - started
+            report = await run_rebuild(settings, "events", reembed=reembed, settle_seconds=0)
+    return {
+        "benchmark": "rebuild",
+        "store": settings.store.backend,
+        "reembed": reembed,
+        "events": events,
+        "memories": report.memories,
+        "expected_memories": expected,
+        "correct": report.memories == expected,
+        "produce_events_per_s": round(events / produce_s, 1),
+        "replay_seconds": report.replay_seconds,
+        "events_per_s": round(report.records_read / report.replay_seconds, 1),
+        "memories_per_s": report.memories_per_second,
+        "rss_mb": rss_mb(os.getpid()),
+        "note": "replay = scan the headers, then decode, apply and write (no settle time); "
+        "memories_per_s counts memories written",
+    }

@@ -2,7 +2,7 @@
 
 from memstream.schemas.common import Id, Timestamp, Vector, utcnow
 from memstream.schemas.dlq import DeadLetter, DlqReason
-from memstream.schemas.events import MemoryEvent, MemoryEventType
+from memstream.schemas.events import GenerationSwitch, MemoryEvent, MemoryEventType
 from memstream.schemas.jobs import (
     AddMemoryJob,
     AnyJob,
@@ -29,6 +29,7 @@ __all__ = [
     "DlqReason",
     "EventTime",
     "ForgetJob",
+    "GenerationSwitch",
     "Id",
     "Job",
     "MemoryEvent",

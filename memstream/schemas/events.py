@@ -34,6 +34,11 @@ class MemoryEvent(BaseModel):
     job_id: str | None = None
     cause: str = Field("consolidate", description="What produced the change.")
     produced_at: datetime = Field(default_factory=utcnow)
+    generation: int | None = Field(
+        None,
+        description="Set on events written by a rebuild from messages (its store version); "
+        "they replace the earlier events once that generation's switch marker is on the log.",
+    )
 
     @classmethod
     def upsert(cls, node: MemoryNode, job_id: str | None, cause: str) -> MemoryEvent:
@@ -73,3 +78,16 @@ class MemoryEvent(BaseModel):
             cause="forget",
             produced_at=at,
         )
+
+
+class GenerationSwitch(BaseModel):
+    """On every partition of the events topic when a rebuild from messages goes live: from
+    here on, the events of ``generation`` replace every untagged event before this marker.
+    Later untagged events (the workers' writes after the switch) extend that generation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = 1
+    event_type: Literal["switch"] = "switch"
+    generation: int = Field(ge=1)
+    produced_at: datetime = Field(default_factory=utcnow)

@@ -5,7 +5,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
 from types import TracebackType
+from typing import Self
 
 import numpy as np
 import numpy.typing as npt
@@ -37,12 +40,41 @@ class MemoryFilter:
     statuses: tuple[StoreStatus, ...] = VALID_ONLY
 
 
+class VersionState(StrEnum):
+    building = "building"
+    """Being written by a rebuild; never served. A rebuild that stops leaves it so."""
+    live = "live"
+    """What readers and writers use: exactly one version is live."""
+    retired = "retired"
+    """Was live; kept until dropped, so a switch can be undone."""
+    dropped = "dropped"
+    """Its data is gone; the number stays taken (a rebuild's events carry it as their
+    generation, so it is never given to another version)."""
+
+
+class StoreVersionError(RuntimeError):
+    """A version operation that cannot be done (unknown version, dropping the live one)."""
+
+
+@dataclass(frozen=True)
+class StoreVersion:
+    version: int
+    state: VersionState
+    source: str
+    """initial, events, events+reembed or messages: what the version was built from."""
+    embedding_model: str | None
+    dimensions: int | None
+    created_at: datetime
+    switched_at: datetime | None
+    memories: int
+
+
 class MemoryStore(ABC):
     """A memory index. Writes are idempotent and version-gated: only a higher version lands."""
 
     backend: str
 
-    async def __aenter__(self) -> MemoryStore:
+    async def __aenter__(self) -> Self:
         await self.open()
         return self
 
@@ -60,6 +92,34 @@ class MemoryStore(ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
+
+    # -- versions: a rebuild writes a new one, then switches readers and writers to it ----------
+    @abstractmethod
+    async def versions(self) -> list[StoreVersion]:
+        """Every version not dropped, oldest first, with its memory count."""
+
+    @abstractmethod
+    async def create_version(
+        self, source: str, *, embedding_model: str | None, dimensions: int | None
+    ) -> int:
+        """A new, empty version in state ``building``; returns its number."""
+
+    @abstractmethod
+    async def switch_to(self, version: int) -> int | None:
+        """Make ``version`` live in one atomic step; returns the version that was live
+        (it becomes ``retired`` and is kept)."""
+
+    @abstractmethod
+    async def mark_version(self, version: int, state: VersionState) -> None:
+        """Record a non-live state (``building`` or ``retired``)."""
+
+    @abstractmethod
+    async def drop_version(self, version: int) -> None:
+        """Delete the data of a version that is not live; its number is never reused."""
+
+    @abstractmethod
+    def at_version(self, version: int) -> MemoryStore:
+        """A store (not yet opened) bound to one version instead of following the live one."""
 
     @abstractmethod
     async def upsert(self, nodes: Sequence[MemoryNode]) -> WriteResult:

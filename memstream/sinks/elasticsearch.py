@@ -7,15 +7,26 @@ The alias (``index_prefix``) is what readers and writers use; the concrete index
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from elasticsearch import AsyncElasticsearch, NotFoundError
+from elasticsearch import AsyncElasticsearch, BadRequestError, NotFoundError
 
+from memstream.schemas.common import utcnow
 from memstream.schemas.memory import MemoryNode
-from memstream.sinks.base import Hit, MemoryFilter, MemoryStore, WriteResult
+from memstream.sinks.base import (
+    Hit,
+    MemoryFilter,
+    MemoryStore,
+    StoreVersion,
+    StoreVersionError,
+    VersionState,
+    WriteResult,
+)
 from memstream.sinks.text import query_terms
 
 log = logging.getLogger(__name__)
@@ -82,6 +93,10 @@ def _doc(node: MemoryNode) -> dict[str, Any]:
 
 
 class ElasticsearchStore(MemoryStore):
+    """``version=None`` reads and writes through the alias (the live version); a number pins
+    the concrete index ``{prefix}-v{n}`` (what a rebuild writes). Version metadata lives in
+    a small catalog index; the alias alone decides which version is live."""
+
     backend = "elasticsearch"
 
     def __init__(
@@ -93,36 +108,198 @@ class ElasticsearchStore(MemoryStore):
         api_key: str | None = None,
         request_timeout: float = 30.0,
         refresh_on_write: bool = False,
+        version: int | None = None,
     ) -> None:
         self.alias = prefix
         self.dimensions = dimensions
+        self.pinned_version = version
+        self._url = url
+        self._api_key = api_key
+        self._request_timeout = request_timeout
         self._refresh_on_write = refresh_on_write
         self._client = AsyncElasticsearch(url, api_key=api_key, request_timeout=request_timeout)
+        self._target = prefix if version is None else self.index_name(version)
+        self._catalog = f"{prefix}-catalog"
 
     def index_name(self, version: int) -> str:
         return f"{self.alias}-v{version}"
 
-    async def open(self) -> None:
-        await self._client.indices.put_index_template(
-            name=f"{self.alias}-template",
-            index_patterns=[f"{self.alias}-v*"],
-            template={
-                "settings": {"number_of_shards": 1, "number_of_replicas": 0},
-                "mappings": index_mappings(self.dimensions),
-            },
-            priority=100,
+    async def _create_index(self, version: int, dimensions: int) -> None:
+        await self._client.indices.create(
+            index=self.index_name(version),
+            settings={"number_of_shards": 1, "number_of_replicas": 0},
+            mappings=index_mappings(dimensions),
         )
-        if not await self._client.indices.exists_alias(name=self.alias):
+
+    async def _catalog_put(self, version: int, **fields: Any) -> None:
+        await self._client.update(
+            index=self._catalog,
+            id=str(version),
+            doc={"version": version, **fields},
+            doc_as_upsert=True,
+            refresh="wait_for",
+        )
+
+    async def _live_indices(self) -> list[str]:
+        try:
+            found = await self._client.indices.get_alias(name=self.alias)
+        except NotFoundError:
+            return []
+        return sorted(found.body)
+
+    async def open(self) -> None:
+        if not await self._client.indices.exists(index=self._catalog):
+            try:
+                await self._client.indices.create(
+                    index=self._catalog,
+                    settings={"number_of_shards": 1, "number_of_replicas": 0},
+                    mappings={
+                        "properties": {
+                            "version": {"type": "integer"},
+                            "state": {"type": "keyword"},
+                            "source": {"type": "keyword"},
+                            "embedding_model": {"type": "keyword"},
+                            "dimensions": {"type": "integer"},
+                            "created_at": {"type": "date"},
+                            "switched_at": {"type": "date"},
+                        }
+                    },
+                )
+            except BadRequestError as exc:  # another process created it first
+                if "already_exists" not in str(exc):
+                    raise
+        if self.pinned_version is not None:
+            if not await self._client.indices.exists(index=self._target):
+                raise StoreVersionError(f"store version {self.pinned_version} does not exist")
+            return
+        live = await self._live_indices()
+        if not live:
             index = self.index_name(1)
             if not await self._client.indices.exists(index=index):
-                await self._client.indices.create(index=index)
+                await self._create_index(1, self.dimensions)
             await self._client.indices.update_aliases(
                 actions=[{"add": {"index": index, "alias": self.alias, "is_write_index": True}}]
             )
             log.info("created index %s behind alias %s", index, self.alias)
+            live = [index]
+        version = _version_of(live[0], self.alias)
+        if version is not None and not await self._client.exists(
+            index=self._catalog, id=str(version)
+        ):
+            await self._catalog_put(
+                version,
+                state=VersionState.live.value,
+                source="initial",
+                dimensions=self.dimensions,
+                created_at=utcnow().isoformat(),
+            )
 
     async def close(self) -> None:
         await self._client.close()
+
+    # -- versions ----------------------------------------------------------------------------
+    async def _catalog_docs(self) -> dict[int, dict[str, Any]]:
+        await self._client.indices.refresh(index=self._catalog)
+        response = await self._client.search(
+            index=self._catalog, query={"match_all": {}}, size=10_000
+        )
+        return {int(h["_source"]["version"]): h["_source"] for h in response["hits"]["hits"]}
+
+    async def versions(self) -> list[StoreVersion]:
+        docs = await self._catalog_docs()
+        live = {_version_of(i, self.alias) for i in await self._live_indices()}
+        out = []
+        for version in sorted(docs):
+            doc = docs[version]
+            index = self.index_name(version)
+            if doc.get("state") == VersionState.dropped.value:
+                continue
+            if not await self._client.indices.exists(index=index):
+                continue
+            await self._client.indices.refresh(index=index)
+            count = (await self._client.count(index=index))["count"]
+            state = VersionState.live if version in live else VersionState(doc["state"])
+            if state is VersionState.live and version not in live:
+                state = VersionState.retired
+            out.append(
+                StoreVersion(
+                    version=version,
+                    state=state,
+                    source=str(doc.get("source", "")),
+                    embedding_model=doc.get("embedding_model"),
+                    dimensions=doc.get("dimensions"),
+                    created_at=_date(doc["created_at"]) or utcnow(),
+                    switched_at=_date(doc.get("switched_at")),
+                    memories=int(count),
+                )
+            )
+        return out
+
+    async def create_version(
+        self, source: str, *, embedding_model: str | None, dimensions: int | None
+    ) -> int:
+        docs = await self._catalog_docs()
+        existing = await self._client.indices.get(index=f"{self.alias}-v*")
+        numbers = [v for v in (_version_of(i, self.alias) for i in existing.body) if v]
+        version = max([0, *docs, *numbers]) + 1
+        dims = dimensions or self.dimensions
+        await self._create_index(version, dims)
+        await self._catalog_put(
+            version,
+            state=VersionState.building.value,
+            source=source,
+            embedding_model=embedding_model,
+            dimensions=dims,
+            created_at=utcnow().isoformat(),
+        )
+        return version
+
+    async def switch_to(self, version: int) -> int | None:
+        index = self.index_name(version)
+        if not await self._client.indices.exists(index=index):
+            raise StoreVersionError(f"store version {version} does not exist")
+        live = await self._live_indices()
+        if live == [index]:
+            return version
+        # One update_aliases call: Elasticsearch applies the removes and the add atomically.
+        actions: list[dict[str, Any]] = [
+            {"remove": {"index": i, "alias": self.alias}} for i in live
+        ]
+        actions.append({"add": {"index": index, "alias": self.alias, "is_write_index": True}})
+        await self._client.indices.update_aliases(actions=actions)
+        now = utcnow().isoformat()
+        previous = [v for v in (_version_of(i, self.alias) for i in live) if v is not None]
+        for old in previous:
+            await self._catalog_put(old, state=VersionState.retired.value)
+        await self._catalog_put(version, state=VersionState.live.value, switched_at=now)
+        return previous[0] if previous else None
+
+    async def mark_version(self, version: int, state: VersionState) -> None:
+        if state is VersionState.live:
+            raise StoreVersionError("use switch_to to make a version live")
+        if self.index_name(version) in await self._live_indices():
+            return
+        await self._catalog_put(version, state=state.value)
+
+    async def drop_version(self, version: int) -> None:
+        index = self.index_name(version)
+        if index in await self._live_indices():
+            raise StoreVersionError(f"store version {version} is live; not dropped")
+        if not await self._client.indices.exists(index=index):
+            raise StoreVersionError(f"store version {version} does not exist")
+        await self._client.indices.delete(index=index)
+        await self._catalog_put(version, state=VersionState.dropped.value)
+
+    def at_version(self, version: int) -> ElasticsearchStore:
+        return ElasticsearchStore(
+            self._url,
+            dimensions=self.dimensions,
+            prefix=self.alias,
+            api_key=self._api_key,
+            request_timeout=self._request_timeout,
+            refresh_on_write=self._refresh_on_write,
+            version=version,
+        )
 
     async def upsert(self, nodes: Sequence[MemoryNode]) -> WriteResult:
         if not nodes:
@@ -132,7 +309,7 @@ class ElasticsearchStore(MemoryStore):
             operations.append(
                 {
                     "index": {
-                        "_index": self.alias,
+                        "_index": self._target,
                         "_id": node.memory_id,
                         "version": node.version,
                         "version_type": "external",
@@ -162,37 +339,54 @@ class ElasticsearchStore(MemoryStore):
     async def delete(
         self, owner_id: str, user_id: str, memory_ids: Sequence[str] | None = None
     ) -> list[str]:
-        clauses: list[dict[str, Any]] = [
-            {"term": {"owner_id": owner_id}},
-            {"term": {"user_id": user_id}},
-        ]
         if memory_ids is not None:
             if not memory_ids:
                 return []
-            clauses.append({"ids": {"values": list(memory_ids)}})
+            # A real-time mget sees unrefreshed writes (a search would not) and tells whose
+            # memory each id is.
+            found_docs = await self._client.mget(
+                index=self._target, ids=list(memory_ids), source=["owner_id", "user_id"]
+            )
+            ids = [
+                d["_id"]
+                for d in found_docs["docs"]
+                if d.get("found")
+                and d["_source"].get("owner_id") == owner_id
+                and d["_source"].get("user_id") == user_id
+            ]
+            return await self._bulk_delete(ids)
+        await self._client.indices.refresh(index=self._target)
         found: list[str] = []
+        clauses = [{"term": {"owner_id": owner_id}}, {"term": {"user_id": user_id}}]
         while True:  # ids in pages, then a bulk delete per page
             response = await self._client.search(
-                index=self.alias,
-                query={"bool": {"filter": clauses}},
-                size=1000,
-                source=False,
+                index=self._target, query={"bool": {"filter": clauses}}, size=1000, source=False
             )
             hits = [h["_id"] for h in response["hits"]["hits"]]
             if not hits:
                 break
-            await self._client.bulk(
-                operations=[{"delete": {"_index": self.alias, "_id": i}} for i in hits],
-                refresh="wait_for",
-            )
-            found.extend(hits)
-            if memory_ids is not None:
-                break
+            deleted = await self._bulk_delete(hits)
+            if not deleted:
+                raise RuntimeError(f"could not delete {len(hits)} memories of {owner_id}/{user_id}")
+            found.extend(deleted)
         return found
+
+    async def _bulk_delete(self, ids: list[str]) -> list[str]:
+        if not ids:
+            return []
+        response = await self._client.bulk(
+            operations=[{"delete": {"_index": self._target, "_id": i}} for i in ids],
+            refresh="wait_for",
+        )
+        return [
+            i
+            for i, item in zip(ids, response["items"], strict=True)
+            if item["delete"].get("status") == 200
+        ]
 
     async def get(self, owner_id: str, user_id: str, memory_id: str) -> MemoryNode | None:
         try:
-            found = await self._client.get(index=self.alias, id=memory_id)
+            found = await self._client.get(index=self._target, id=memory_id)
         except NotFoundError:
             return None
         node = MemoryNode.model_validate(found["_source"])
@@ -210,7 +404,7 @@ class ElasticsearchStore(MemoryStore):
         offset: int = 0,
     ) -> list[MemoryNode]:
         response = await self._client.search(
-            index=self.alias,
+            index=self._target,
             query={"bool": {"filter": _filters(owner_id, user_id, flt)}},
             sort=[{"message_time": "desc"}, {"memory_id": "asc"}],
             size=limit,
@@ -232,7 +426,7 @@ class ElasticsearchStore(MemoryStore):
         if flt is not None:
             clauses.append({"terms": {"memory_type": [t.value for t in flt.types]}})
             clauses.append({"terms": {"store_status": [s.value for s in flt.statuses]}})
-        response = await self._client.count(index=self.alias, query={"bool": {"filter": clauses}})
+        response = await self._client.count(index=self._target, query={"bool": {"filter": clauses}})
         return int(response["count"])
 
     async def search_vector(
@@ -243,17 +437,27 @@ class ElasticsearchStore(MemoryStore):
         k: int,
         flt: MemoryFilter = MemoryFilter(),
     ) -> list[Hit]:
-        response = await self._client.search(
-            index=self.alias,
-            knn={
-                "field": "vector",
-                "query_vector": np.asarray(vector, dtype=np.float32).tolist(),
-                "k": k,
-                "num_candidates": max(100, 2 * k),
-                "filter": _filters(owner_id, user_id, flt),
-            },
-            size=k,
-        )
+        query = np.asarray(vector, dtype=np.float32)
+        try:
+            response = await self._client.search(
+                index=self._target,
+                knn={
+                    "field": "vector",
+                    "query_vector": query.tolist(),
+                    "k": k,
+                    "num_candidates": max(100, 2 * k),
+                    "filter": _filters(owner_id, user_id, flt),
+                },
+                size=k,
+            )
+        except BadRequestError as exc:
+            if "dim" not in str(exc).lower():
+                raise
+            # The live version was re-embedded at another size and this process still runs
+            # the old embedder: vector recall is skipped (text recall still answers) until it
+            # is restarted with the new one.
+            log.warning("vector search skipped on %s: %s", self._target, exc)
+            return []
         # ES reports cosine as (1 + cos) / 2; map it back to the cosine itself.
         return [
             Hit(MemoryNode.model_validate(h["_source"]), 2.0 * float(h["_score"]) - 1.0)
@@ -267,7 +471,7 @@ class ElasticsearchStore(MemoryStore):
         if not terms:
             return []
         response = await self._client.search(
-            index=self.alias,
+            index=self._target,
             query={
                 "bool": {
                     "must": [{"match": {"content": {"query": " ".join(terms)}}}],
@@ -282,4 +486,13 @@ class ElasticsearchStore(MemoryStore):
         ]
 
     async def refresh(self) -> None:
-        await self._client.indices.refresh(index=self.alias)
+        await self._client.indices.refresh(index=self._target)
+
+
+def _version_of(index: str, alias: str) -> int | None:
+    match = re.fullmatch(re.escape(alias) + r"-v(\d+)", index)
+    return int(match.group(1)) if match else None
+
+
+def _date(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None

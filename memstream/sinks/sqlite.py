@@ -14,20 +14,42 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+from memstream.schemas.common import utcnow
 from memstream.schemas.memory import MemoryNode
-from memstream.sinks.base import Hit, MemoryFilter, MemoryStore, WriteResult
+from memstream.sinks.base import (
+    Hit,
+    MemoryFilter,
+    MemoryStore,
+    StoreVersion,
+    StoreVersionError,
+    VersionState,
+    WriteResult,
+)
 from memstream.sinks.text import index_text, query_terms
 
 T = TypeVar("T")
 
+CATALOG = """
+CREATE TABLE IF NOT EXISTS memstream_versions (
+    version         INTEGER PRIMARY KEY,
+    state           TEXT NOT NULL,
+    source          TEXT NOT NULL,
+    embedding_model TEXT,
+    dimensions      INTEGER,
+    created_at      TEXT NOT NULL,
+    switched_at     TEXT
+);
+"""
+
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS memories (
+CREATE TABLE IF NOT EXISTS {t} (
     memory_id    TEXT PRIMARY KEY,
     owner_id     TEXT NOT NULL,
     user_id      TEXT NOT NULL,
@@ -40,36 +62,41 @@ CREATE TABLE IF NOT EXISTS memories (
     fts_scope    TEXT NOT NULL,
     fts_text     TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS memories_user ON memories (owner_id, user_id, message_time);
-CREATE VIRTUAL TABLE IF NOT EXISTS memories_fts USING fts5(
-    fts_scope, fts_text, content='memories', content_rowid='rowid', tokenize='unicode61'
+CREATE INDEX IF NOT EXISTS {t}_user ON {t} (owner_id, user_id, message_time);
+CREATE VIRTUAL TABLE IF NOT EXISTS {t}_fts USING fts5(
+    fts_scope, fts_text, content='{t}', content_rowid='rowid', tokenize='unicode61'
 );
-CREATE TRIGGER IF NOT EXISTS memories_ai AFTER INSERT ON memories BEGIN
-    INSERT INTO memories_fts (rowid, fts_scope, fts_text)
+CREATE TRIGGER IF NOT EXISTS {t}_ai AFTER INSERT ON {t} BEGIN
+    INSERT INTO {t}_fts (rowid, fts_scope, fts_text)
     VALUES (new.rowid, new.fts_scope, new.fts_text);
 END;
-CREATE TRIGGER IF NOT EXISTS memories_ad AFTER DELETE ON memories BEGIN
-    INSERT INTO memories_fts (memories_fts, rowid, fts_scope, fts_text)
+CREATE TRIGGER IF NOT EXISTS {t}_ad AFTER DELETE ON {t} BEGIN
+    INSERT INTO {t}_fts ({t}_fts, rowid, fts_scope, fts_text)
     VALUES ('delete', old.rowid, old.fts_scope, old.fts_text);
 END;
-CREATE TRIGGER IF NOT EXISTS memories_au AFTER UPDATE ON memories BEGIN
-    INSERT INTO memories_fts (memories_fts, rowid, fts_scope, fts_text)
+CREATE TRIGGER IF NOT EXISTS {t}_au AFTER UPDATE ON {t} BEGIN
+    INSERT INTO {t}_fts ({t}_fts, rowid, fts_scope, fts_text)
     VALUES ('delete', old.rowid, old.fts_scope, old.fts_text);
-    INSERT INTO memories_fts (rowid, fts_scope, fts_text)
+    INSERT INTO {t}_fts (rowid, fts_scope, fts_text)
     VALUES (new.rowid, new.fts_scope, new.fts_text);
 END;
 """
 
 _UPSERT = """
-INSERT INTO memories (memory_id, owner_id, user_id, memory_type, store_status, message_time,
-                      version, doc, vector, fts_scope, fts_text)
+INSERT INTO {t} (memory_id, owner_id, user_id, memory_type, store_status, message_time,
+                 version, doc, vector, fts_scope, fts_text)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (memory_id) DO UPDATE SET
     memory_type = excluded.memory_type, store_status = excluded.store_status,
     message_time = excluded.message_time, version = excluded.version, doc = excluded.doc,
     vector = excluded.vector, fts_scope = excluded.fts_scope, fts_text = excluded.fts_text
-WHERE excluded.version > memories.version
+WHERE excluded.version > {t}.version
 """
+
+
+def table_name(version: int) -> str:
+    """Version 1 keeps the original name, so stores made before versioning stay readable."""
+    return "memories" if version == 1 else f"memories_v{version}"
 
 
 def scope_token(owner_id: str, user_id: str) -> str:
@@ -96,10 +123,16 @@ def _node(doc: str, vector: bytes | None) -> MemoryNode:
 
 
 class SQLiteStore(MemoryStore):
+    """``version=None`` follows the live version (read per operation, so a switch made by
+    another process takes effect at once); a number pins one version (what a rebuild
+    writes)."""
+
     backend = "sqlite"
 
-    def __init__(self, path: Path, *, read_threads: int = 4) -> None:
+    def __init__(self, path: Path, *, read_threads: int = 4, version: int | None = None) -> None:
         self.path = path
+        self.pinned_version = version
+        self._read_threads = read_threads
         self._local = threading.local()
         self._executor = ThreadPoolExecutor(max_workers=read_threads, thread_name_prefix="sqlite")
         self._write_lock = threading.Lock()
@@ -123,83 +156,222 @@ class SQLiteStore(MemoryStore):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: fn(self._conn()))
 
+    def _version(self, conn: sqlite3.Connection) -> int:
+        if self.pinned_version is not None:
+            return self.pinned_version
+        row = conn.execute("SELECT version FROM memstream_versions WHERE state='live'").fetchone()
+        if row is None:
+            raise RuntimeError(f"{self.path}: no live version (open the store first)")
+        return int(row[0])
+
+    async def _on_table(self, fn: Callable[[sqlite3.Connection, str], T]) -> T:
+        """Run ``fn`` against the current version's table. A version dropped between the
+        lookup and the query (after a switch) is looked up once more."""
+
+        def call(conn: sqlite3.Connection) -> T:
+            for attempt in (1, 2):
+                table = table_name(self._version(conn))
+                try:
+                    return fn(conn, table)
+                except sqlite3.OperationalError as exc:
+                    if attempt == 2 or "no such table" not in str(exc):
+                        raise
+                    conn.rollback()
+            raise AssertionError("unreachable")
+
+        return await self._run(call)
+
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
         def create(conn: sqlite3.Connection) -> None:
             with self._write_lock:
-                conn.executescript(SCHEMA)
+                conn.executescript(CATALOG)
+                if conn.execute("SELECT count(*) FROM memstream_versions").fetchone()[0] == 0:
+                    # A new store, or one made before versioning: its table is version 1.
+                    conn.executescript(SCHEMA.format(t=table_name(1)))
+                    conn.execute(
+                        "INSERT INTO memstream_versions (version, state, source, created_at)"
+                        " VALUES (1, 'live', 'initial', ?)",
+                        (utcnow().isoformat(),),
+                    )
                 conn.commit()
+                if self.pinned_version is not None and not _has_version(conn, self.pinned_version):
+                    raise StoreVersionError(f"store version {self.pinned_version} does not exist")
 
         await self._run(create)
 
     async def close(self) -> None:
+        # Queries still running (a cancelled caller does not stop its thread) finish first:
+        # closing a connection under a running statement crashes the interpreter.
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
         with self._connections_lock:
             for conn in self._connections:
                 conn.close()
             self._connections.clear()
-        self._executor.shutdown(wait=True)
+
+    # -- versions ----------------------------------------------------------------------------
+    async def versions(self) -> list[StoreVersion]:
+        def read(conn: sqlite3.Connection) -> list[StoreVersion]:
+            rows = conn.execute(
+                "SELECT version, state, source, embedding_model, dimensions, created_at,"
+                " switched_at FROM memstream_versions WHERE state != 'dropped' ORDER BY version"
+            ).fetchall()
+            out = []
+            for version, state, source, model, dims, created, switched in rows:
+                (count,) = conn.execute(f"SELECT count(*) FROM {table_name(version)}").fetchone()
+                out.append(
+                    StoreVersion(
+                        version=version,
+                        state=VersionState(state),
+                        source=source,
+                        embedding_model=model,
+                        dimensions=dims,
+                        created_at=datetime.fromisoformat(created),
+                        switched_at=datetime.fromisoformat(switched) if switched else None,
+                        memories=int(count),
+                    )
+                )
+            return out
+
+        return await self._run(read)
+
+    async def create_version(
+        self, source: str, *, embedding_model: str | None, dimensions: int | None
+    ) -> int:
+        def create(conn: sqlite3.Connection) -> int:
+            with self._write_lock:
+                try:
+                    (top,) = conn.execute(
+                        "SELECT coalesce(max(version), 0) FROM memstream_versions"
+                    ).fetchone()
+                    version = int(top) + 1
+                    conn.execute(
+                        "INSERT INTO memstream_versions (version, state, source, embedding_model,"
+                        " dimensions, created_at) VALUES (?, 'building', ?, ?, ?, ?)",
+                        (version, source, embedding_model, dimensions, utcnow().isoformat()),
+                    )
+                    for statement in _statements(SCHEMA.format(t=table_name(version))):
+                        conn.execute(statement)
+                    conn.commit()
+                except BaseException:
+                    conn.rollback()
+                    raise
+            return version
+
+        return await self._run(create)
+
+    async def switch_to(self, version: int) -> int | None:
+        def switch(conn: sqlite3.Connection) -> int | None:
+            with self._write_lock:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    if not _has_version(conn, version):
+                        raise StoreVersionError(f"store version {version} does not exist")
+                    row = conn.execute(
+                        "SELECT version FROM memstream_versions WHERE state='live'"
+                    ).fetchone()
+                    previous = None if row is None else int(row[0])
+                    if previous == version:
+                        conn.rollback()
+                        return previous
+                    conn.execute("UPDATE memstream_versions SET state='retired' WHERE state='live'")
+                    conn.execute(
+                        "UPDATE memstream_versions SET state='live', switched_at=? WHERE version=?",
+                        (utcnow().isoformat(), version),
+                    )
+                    conn.commit()  # one transaction: readers see the old or the new, never none
+                except BaseException:
+                    conn.rollback()
+                    raise
+            return previous
+
+        return await self._run(switch)
+
+    async def mark_version(self, version: int, state: VersionState) -> None:
+        if state is VersionState.live:
+            raise StoreVersionError("use switch_to to make a version live")
+
+        def mark(conn: sqlite3.Connection) -> None:
+            with self._write_lock:
+                conn.execute(
+                    "UPDATE memstream_versions SET state=? WHERE version=? AND state!='live'",
+                    (state.value, version),
+                )
+                conn.commit()
+
+        await self._run(mark)
+
+    async def drop_version(self, version: int) -> None:
+        def drop(conn: sqlite3.Connection) -> None:
+            with self._write_lock:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    row = conn.execute(
+                        "SELECT state FROM memstream_versions WHERE version=?", (version,)
+                    ).fetchone()
+                    if row is None or row[0] == VersionState.dropped.value:
+                        raise StoreVersionError(f"store version {version} does not exist")
+                    if row[0] == VersionState.live.value:
+                        raise StoreVersionError(f"store version {version} is live; not dropped")
+                    table = table_name(version)
+                    conn.execute(f"DROP TABLE IF EXISTS {table}_fts")
+                    conn.execute(f"DROP TABLE IF EXISTS {table}")
+                    conn.execute(
+                        "UPDATE memstream_versions SET state='dropped' WHERE version=?", (version,)
+                    )
+                    conn.commit()
+                except BaseException:
+                    conn.rollback()
+                    raise
+
+        await self._run(drop)
+
+    def at_version(self, version: int) -> SQLiteStore:
+        return SQLiteStore(self.path, read_threads=self._read_threads, version=version)
 
     # -- writes ------------------------------------------------------------------------------
     async def upsert(self, nodes: Sequence[MemoryNode]) -> WriteResult:
-        rows = []
-        for node in nodes:
-            vector = (
-                None if node.vector is None else np.asarray(node.vector, dtype=np.float32).tobytes()
-            )
-            rows.append(
-                (
-                    node.memory_id,
-                    node.owner_id,
-                    node.user_id,
-                    node.memory_type.value,
-                    node.store_status.value,
-                    node.message_time.isoformat(),
-                    node.version,
-                    node.model_dump_json(exclude={"vector"}),
-                    vector,
-                    scope_token(node.owner_id, node.user_id),
-                    index_text(node.content),
-                )
-            )
+        rows = [_row(node) for node in nodes]
 
-        def write(conn: sqlite3.Connection) -> WriteResult:
+        def write(conn: sqlite3.Connection, table: str) -> WriteResult:
             applied: list[str] = []
             stale: list[str] = []
+            sql = _UPSERT.format(t=table)
             with self._write_lock:
                 try:
                     for row in rows:
-                        cur = conn.execute(_UPSERT, row)
-                        (applied if cur.rowcount else stale).append(row[0])
+                        cur = conn.execute(sql, row)
+                        (applied if cur.rowcount else stale).append(str(row[0]))
                     conn.commit()
                 except BaseException:
                     conn.rollback()
                     raise
             return WriteResult(applied, stale)
 
-        return await self._run(write)
+        return await self._on_table(write)
 
     async def delete(
         self, owner_id: str, user_id: str, memory_ids: Sequence[str] | None = None
     ) -> list[str]:
-        def remove(conn: sqlite3.Connection) -> list[str]:
+        def remove(conn: sqlite3.Connection, t: str) -> list[str]:
             with self._write_lock:
                 try:
                     if memory_ids is None:
                         rows = conn.execute(
-                            "SELECT memory_id FROM memories WHERE owner_id=? AND user_id=?",
+                            f"SELECT memory_id FROM {t} WHERE owner_id=? AND user_id=?",
                             (owner_id, user_id),
                         ).fetchall()
                     else:
                         marks = ",".join("?" * len(memory_ids))
                         rows = conn.execute(
-                            "SELECT memory_id FROM memories WHERE owner_id=? AND user_id=?"
+                            f"SELECT memory_id FROM {t} WHERE owner_id=? AND user_id=?"
                             f" AND memory_id IN ({marks})",
                             (owner_id, user_id, *memory_ids),
                         ).fetchall()
                     found = [r[0] for r in rows]
                     conn.executemany(
-                        "DELETE FROM memories WHERE memory_id=? AND owner_id=? AND user_id=?",
+                        f"DELETE FROM {t} WHERE memory_id=? AND owner_id=? AND user_id=?",
                         [(mid, owner_id, user_id) for mid in found],
                     )
                     conn.commit()
@@ -210,18 +382,18 @@ class SQLiteStore(MemoryStore):
 
         if memory_ids is not None and not memory_ids:
             return []
-        return await self._run(remove)
+        return await self._on_table(remove)
 
     # -- reads -------------------------------------------------------------------------------
     async def get(self, owner_id: str, user_id: str, memory_id: str) -> MemoryNode | None:
-        def read(conn: sqlite3.Connection) -> MemoryNode | None:
+        def read(conn: sqlite3.Connection, t: str) -> MemoryNode | None:
             row = conn.execute(
-                "SELECT doc, vector FROM memories WHERE memory_id=? AND owner_id=? AND user_id=?",
+                f"SELECT doc, vector FROM {t} WHERE memory_id=? AND owner_id=? AND user_id=?",
                 (memory_id, owner_id, user_id),
             ).fetchone()
             return None if row is None else _node(row[0], row[1])
 
-        return await self._run(read)
+        return await self._on_table(read)
 
     async def list_memories(
         self,
@@ -234,15 +406,15 @@ class SQLiteStore(MemoryStore):
     ) -> list[MemoryNode]:
         where, params = _filter_sql(flt)
 
-        def read(conn: sqlite3.Connection) -> list[MemoryNode]:
+        def read(conn: sqlite3.Connection, t: str) -> list[MemoryNode]:
             rows = conn.execute(
-                "SELECT m.doc, m.vector FROM memories m WHERE m.owner_id=? AND m.user_id=?"
+                f"SELECT m.doc, m.vector FROM {t} m WHERE m.owner_id=? AND m.user_id=?"
                 f"{where} ORDER BY m.message_time DESC, m.memory_id LIMIT ? OFFSET ?",
                 (owner_id, user_id, *params, limit, offset),
             ).fetchall()
             return [_node(doc, vec) for doc, vec in rows]
 
-        return await self._run(read)
+        return await self._on_table(read)
 
     async def count(
         self,
@@ -259,14 +431,14 @@ class SQLiteStore(MemoryStore):
             params.append(user_id)
         extra, extra_params = _filter_sql(flt) if flt is not None else ("", [])
 
-        def read(conn: sqlite3.Connection) -> int:
+        def read(conn: sqlite3.Connection, t: str) -> int:
             row = conn.execute(
-                f"SELECT count(*) FROM memories m WHERE {' AND '.join(clauses)}{extra}",
+                f"SELECT count(*) FROM {t} m WHERE {' AND '.join(clauses)}{extra}",
                 (*params, *extra_params),
             ).fetchone()
             return int(row[0])
 
-        return await self._run(read)
+        return await self._on_table(read)
 
     async def search_vector(
         self,
@@ -279,9 +451,9 @@ class SQLiteStore(MemoryStore):
         where, params = _filter_sql(flt)
         query = np.asarray(vector, dtype=np.float32)
 
-        def read(conn: sqlite3.Connection) -> list[Hit]:
+        def read(conn: sqlite3.Connection, t: str) -> list[Hit]:
             rows = conn.execute(
-                "SELECT m.doc, m.vector FROM memories m WHERE m.owner_id=? AND m.user_id=?"
+                f"SELECT m.doc, m.vector FROM {t} m WHERE m.owner_id=? AND m.user_id=?"
                 f" AND m.vector IS NOT NULL{where}",
                 (owner_id, user_id, *params),
             ).fetchall()
@@ -293,7 +465,7 @@ class SQLiteStore(MemoryStore):
             top = np.argsort(-scores, kind="stable")[:k]
             return [Hit(_node(*usable[i]), float(scores[i])) for i in top]
 
-        return await self._run(read)
+        return await self._on_table(read)
 
     async def search_text(
         self, owner_id: str, user_id: str, text: str, k: int, flt: MemoryFilter = MemoryFilter()
@@ -308,15 +480,51 @@ class SQLiteStore(MemoryStore):
             + ")"
         )
 
-        def read(conn: sqlite3.Connection) -> list[Hit]:
+        def read(conn: sqlite3.Connection, t: str) -> list[Hit]:
             rows = conn.execute(
-                "SELECT m.doc, m.vector, bm25(memories_fts, 0.0, 1.0) AS rank"
-                " FROM memories_fts JOIN memories m ON m.rowid = memories_fts.rowid"
-                f" WHERE memories_fts MATCH ? AND m.owner_id=? AND m.user_id=?{where}"
+                f"SELECT m.doc, m.vector, bm25({t}_fts, 0.0, 1.0) AS rank"
+                f" FROM {t}_fts JOIN {t} m ON m.rowid = {t}_fts.rowid"
+                f" WHERE {t}_fts MATCH ? AND m.owner_id=? AND m.user_id=?{where}"
                 " ORDER BY rank LIMIT ?",
                 (match, owner_id, user_id, *params, k),
             ).fetchall()
             # FTS5's bm25() is negative (more negative = better); flip it to the usual sign.
             return [Hit(_node(doc, vec), -float(rank)) for doc, vec, rank in rows]
 
-        return await self._run(read)
+        return await self._on_table(read)
+
+
+def _row(node: MemoryNode) -> tuple[object, ...]:
+    vector = None if node.vector is None else np.asarray(node.vector, dtype=np.float32).tobytes()
+    return (
+        node.memory_id,
+        node.owner_id,
+        node.user_id,
+        node.memory_type.value,
+        node.store_status.value,
+        node.message_time.isoformat(),
+        node.version,
+        node.model_dump_json(exclude={"vector"}),
+        vector,
+        scope_token(node.owner_id, node.user_id),
+        index_text(node.content),
+    )
+
+
+def _has_version(conn: sqlite3.Connection, version: int) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM memstream_versions WHERE version=? AND state != 'dropped'", (version,)
+    ).fetchone()
+    return row is not None
+
+
+def _statements(script: str) -> list[str]:
+    """``executescript`` commits first; splitting keeps a new version's DDL inside the
+    transaction that registers it."""
+    out, buf = [], ""
+    for line in script.strip().splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    return out
