@@ -462,8 +462,7 @@ class EventPublisher:
         self._producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka.bootstrap_servers,
             acks="all",
-            linger_ms=20,
-            compression_type="gzip",
+            linger_ms=20,  # uncompressed like the workers' events: vectors barely compress
             max_request_size=4 * 1024 * 1024,
         )
         self._inflight: list[asyncio.Future[Any]] = []
