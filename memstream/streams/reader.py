@@ -48,7 +48,11 @@ class LogReader:
         self.partitions: list[TopicPartition] = []
 
     async def __aenter__(self) -> LogReader:
-        await self._consumer.start()
+        try:
+            await self._consumer.start()
+        except BaseException:
+            await self._consumer.stop()
+            raise
         for _ in range(50):
             await self._consumer.topics()  # refreshes metadata
             numbers = self._consumer.partitions_for_topic(self.topic)
