@@ -99,13 +99,11 @@ def register_ingest(
     def hold(key: bytes, state: WindowState, items: list[tuple[ChatMessage, Any]]) -> None:
         """Keep this batch's open-window events unreleased; release all the others."""
         mine = held.setdefault(key, {})
-        latest = {m.message_id: e for m, e in items}
-        for message in state.messages:
-            if message.message_id not in mine and message.message_id in latest:
-                mine[message.message_id] = latest[message.message_id]
-        kept = {id(e) for e in mine.values()}
-        for _, event in items:
-            if id(event) not in kept:
+        for message, event in items:  # the first delivery of a message holds it
+            if state.has(message.message_id) and message.message_id not in mine:
+                mine[message.message_id] = event
+        for message, event in items:  # O(batch), not O(window): windows can be long
+            if mine.get(message.message_id) is not event:
                 ledger.release(event)
         if not mine:
             del held[key]

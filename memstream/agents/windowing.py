@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from memstream.config import WindowSettings
 from memstream.schemas.jobs import ConsolidationJob, WindowTrigger, job_id_for
@@ -29,16 +29,24 @@ class WindowState(BaseModel):
 
     window_no: int = 0
     messages: list[ChatMessage] = Field(default_factory=list)
+    ids: frozenset[str] = Field(frozenset(), repr=False, description="Of ``messages``.")
     tokens: int = 0
     opened_at: datetime | None = None  # wall clock at the first message
     last_seen_at: datetime | None = None  # wall clock at the latest message
+
+    @model_validator(mode="after")
+    def _index(self) -> WindowState:
+        # A scan of the messages per added message made windowing quadratic in window size.
+        if len(self.ids) != len(self.messages):
+            self.ids = frozenset(m.message_id for m in self.messages)
+        return self
 
     @property
     def is_empty(self) -> bool:
         return not self.messages
 
     def has(self, message_id: str) -> bool:
-        return any(m.message_id == message_id for m in self.messages)
+        return message_id in self.ids
 
 
 def close_window(state: WindowState, trigger: WindowTrigger, now: datetime) -> ConsolidationJob:
@@ -88,6 +96,7 @@ def add_message(
     state = state.model_copy(
         update={
             "messages": [*state.messages, message],
+            "ids": state.ids | {message.message_id},
             "tokens": state.tokens + tokens,
             "opened_at": state.opened_at or now,
             "last_seen_at": now,
