@@ -19,7 +19,7 @@ from memstream.config import Settings
 from memstream.embedder import Embedder
 from memstream.evaluation.bench import produce_memory_events
 from memstream.query.app import create_service
-from memstream.schemas import AddMemoryJob, ForgetJob, MemoryNode, StoreStatus
+from memstream.schemas import AddMemoryJob, ChatMessage, ForgetJob, MemoryNode, StoreStatus
 from memstream.sinks import MemoryFilter, MemoryStore, open_store
 from memstream.sinks.base import VersionState
 from memstream.streams.producer import MessageProducer
@@ -334,3 +334,155 @@ def test_versions_command_lists_and_refuses_to_drop_live(tmp_path: Path) -> None
     assert unknown.exit_code == 1 and "does not exist" in unknown.output
     bad = runner.invoke(main, ["rebuild", "--from", "messages", "--reembed"], env=env)
     assert bad.exit_code == 2 and "--reembed goes with --from events" in bad.output
+
+
+@pytest.mark.parametrize(
+    ("backend", "source"),
+    [("sqlite", "events"), ("sqlite", "messages"), ("elasticsearch", "events")],
+)
+async def test_a_rebuild_catches_up_with_live_traffic(
+    backend: str,
+    source: str,
+    tansu: Tansu,
+    tmp_path: Path,
+    embedder: Embedder,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Messages keep arriving while the rebuild runs: whatever the worker writes before,
+    during or just after the switch ends up in the new version, nothing twice."""
+    es_url = request.getfixturevalue("noida").url if backend == "elasticsearch" else None
+    env = pipeline_env(
+        bootstrap=tansu.bootstrap,
+        data_dir=tmp_path,
+        backend=backend,
+        es_url=es_url,
+        extra={"MEMSTREAM_WINDOW__IDLE_SECONDS": "1", "MEMSTREAM_WINDOW__MAX_MESSAGES": "4"},
+    )
+    settings = settings_from(env)
+    await create_topics(settings.kafka)
+    t0 = datetime(2024, 6, 1, 9, 0, tzinfo=UTC)
+
+    def wave(n: int) -> list[ChatMessage]:
+        return [
+            ChatMessage(
+                message_id=f"w{n}-u{u}-{i}",
+                owner_id="live",
+                user_id=f"user-{u:02d}",
+                role="user",
+                content=f"Wave {n}, user {u}, note {i}: I went hiking near lake {n * 100 + i}.",
+                sent_at=t0 + timedelta(days=n, minutes=u, seconds=i),
+            )
+            for u in range(20)
+            for i in range(4)
+        ]
+
+    first, second = wave(0), wave(1)
+    async with MessageProducer(settings.kafka) as producer:
+        await producer.send_many(first)
+    worker = Worker(env, tmp_path / "worker.log")
+    store = open_store(settings.store, dimensions=embedder.dimensions)
+    await store.open()
+    try:
+
+        async def written(n: int) -> bool:
+            await store.refresh()
+            return await store.count("live") == n
+
+        assert await wait_for(lambda: written(len(first)), timeout=90, alive=worker.alive)
+
+        async def trickle() -> None:
+            async with MessageProducer(settings.kafka) as producer:
+                for i in range(0, len(second), 8):
+                    await producer.send_many(second[i : i + 8])
+                    await asyncio.sleep(0.3)
+
+        report, _ = await asyncio.gather(
+            run_rebuild(settings, "events" if source == "events" else "messages", settle_seconds=2),
+            trickle(),
+        )
+        assert report.version == 2 and report.previous == 1, report
+        everything = {m.message_id for m in first + second}
+        assert await wait_for(lambda: written(len(everything)), timeout=90, alive=worker.alive), (
+            await store.count("live"),
+            report,
+        )
+        sources: list[str] = []
+        for u in range(20):
+            for n in await store.list_memories("live", f"user-{u:02d}", ALL, limit=100):
+                sources.extend(n.source_message_ids)
+        assert sorted(sources) == sorted(everything), "each message once, none missing"
+        [live] = [v for v in await store.versions() if v.state is VersionState.live]
+        assert live.version == 2
+    finally:
+        worker.stop()
+        await store.close()
+
+
+@pytest.mark.parametrize(
+    ("backend", "source"),
+    [("sqlite", "events"), ("sqlite", "messages"), ("elasticsearch", "events")],
+)
+async def test_writes_racing_the_switch_reach_the_new_version(
+    backend: str,
+    source: str,
+    tansu: Tansu,
+    tmp_path: Path,
+    embedder: Embedder,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The races a live worker can lose, made to happen: a write (and its event) just before
+    the switch, and a write into the old version just after it (the worker looked the live
+    version up before the switch). Both must be in the new version."""
+    from aiokafka import AIOKafkaProducer
+
+    from memstream.agents.rebuild import Rebuild
+    from memstream.schemas import MemoryEvent
+    from memstream.streams.events import event_record
+    from tests.memories import observation
+
+    es_url = request.getfixturevalue("noida").url if backend == "elasticsearch" else None
+    env = pipeline_env(bootstrap=tansu.bootstrap, data_dir=tmp_path, backend=backend, es_url=es_url)
+    settings = settings_from(env)
+    await create_topics(settings.kafka)
+    _, expected = await produce_memory_events(settings, embedder, users=10, per_user=20)
+    t = datetime(2024, 8, 1, tzinfo=UTC)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    await producer.start()
+
+    async def worker_write(store: MemoryStore, text: str, n: int) -> MemoryNode:
+        node = observation(embedder, text, t, f"late-{n}", owner="bench", user="u5")
+        await store.upsert([node])
+        key, value, headers = event_record(MemoryEvent.upsert(node, f"late-{n}", "consolidate"))
+        await producer.send_and_wait(
+            settings.kafka.memories_topic, value=value, key=key, headers=headers
+        )
+        return node
+
+    try:
+        async with open_store(settings.store, dimensions=embedder.dimensions) as live:
+            switch = live.switch_to
+            late: list[MemoryNode] = []
+
+            async def racing_switch(version: int) -> int | None:
+                late.append(await worker_write(live, "I adopted a parrot named Kiwi.", 1))
+                previous = await switch(version)
+                assert previous is not None
+                async with live.at_version(previous) as old:
+                    late.append(await worker_write(old, "Kiwi can say hello.", 2))
+                return previous
+
+            live.switch_to = racing_switch  # type: ignore[method-assign]
+            rebuild = Rebuild(settings, live, embedder, settle_seconds=1)
+            if source == "events":
+                report = await rebuild.from_events()
+            else:
+                report = await rebuild.from_messages()
+                expected = 0
+            assert report.version == 2, report
+            await live.refresh()
+            assert await live.count() == expected + 2, report
+            for node in late:
+                got = await live.get("bench", "u5", node.memory_id)
+                assert got is not None and got.content == node.content
+    finally:
+        await producer.stop()
