@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+
 import pytest
 
 from memstream.agents.replay import ReplayPlan
+from memstream.embedder import Embedder
 from memstream.streams.codec import CONTROL_HEADER
 from memstream.streams.events import EVENT_HEADER, GENERATION_HEADER
 
@@ -63,3 +67,62 @@ def test_an_older_marker_seen_later_does_not_win() -> None:
     plan.scan_event(0, 10, "", switch(3))
     plan.scan_event(0, 2, "", switch(1))
     assert plan.switches == {0: (10, 3)}
+
+
+async def test_the_carrier_copies_live_only_jobs_whole(tmp_path: Path, embedder: Embedder) -> None:
+    """What a rebuild from messages copies from the live history: a job about a message it
+    did not consolidate (with the older memory that job expired, even when that event comes
+    first), and changes made by hand; not what it derived itself, nor its own events."""
+    from memstream.agents.rebuild import Carrier
+    from memstream.schemas import MemoryEvent, StoreStatus
+    from memstream.sinks.base import MemoryFilter
+    from memstream.sinks.sqlite import SQLiteStore
+    from memstream.streams.events import event_record
+    from memstream.streams.reader import Record
+    from tests.memories import observation
+
+    t = datetime(2024, 5, 1, tzinfo=UTC)
+    alibaba = observation(embedder, "I work at Alibaba.", t, "m1", mid="alibaba")
+    expired = alibaba.model_copy(
+        update={"store_status": StoreStatus.expired, "valid_to": t, "version": 2}
+    )
+    meituan = observation(embedder, "I just joined Meituan.", t, "m9", mid="meituan")
+    manual = observation(embedder, "Alice is vegetarian.", t, "hand", mid="manual")
+    own = observation(embedder, "Derived again.", t, "m1", mid="own")
+    events = [
+        MemoryEvent.upsert(alibaba, "job-1", "consolidate"),  # derived by the rebuild too
+        MemoryEvent.upsert(expired, "job-9", "consolidate"),  # job 9: about m9, not derived
+        MemoryEvent.upsert(meituan, "job-9", "consolidate"),
+        MemoryEvent.upsert(manual, "add-1", "add"),
+        MemoryEvent.upsert(own, "job-1", "consolidate").model_copy(update={"generation": 2}),
+    ]
+    records = []
+    for offset, event in enumerate(events):
+        key, value, headers = event_record(event)
+        records.append(Record(0, offset, key, value, dict((k, v.decode()) for k, v in headers), 0))
+
+    class Published:
+        generation = 2
+
+        def __init__(self) -> None:
+            self.events: list[MemoryEvent] = []
+
+        async def publish(self, event: MemoryEvent) -> None:
+            self.events.append(event)
+
+    published = Published()
+    counts = {"carried_over": 0}
+    async with SQLiteStore(tmp_path / "c.db") as store:
+        carrier = Carrier(store, ReplayPlan(), counts, published, {"m1"})  # type: ignore[arg-type]
+        await carrier.find_jobs(records)
+        await carrier.apply(records)
+        await carrier.flush()
+        kept = {
+            n.memory_id: n.store_status
+            for n in await store.list_memories(
+                "demo", "alice", MemoryFilter(statuses=tuple(StoreStatus))
+            )
+        }
+    assert kept == {"alibaba": StoreStatus.expired, "meituan": StoreStatus.valid, "manual": "valid"}
+    assert [e.memory_id for e in published.events] == ["alibaba", "meituan", "manual"]
+    assert counts["carried_over"] == 3

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import sys
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -221,8 +222,10 @@ class Rebuild:
                 finally:
                     bar.close()
             # Manual changes, and windows the live worker has and the replay left open.
-            carrier = Carrier(target, self.plan, self.counts, publisher, deriver.open_messages)
+            carrier = Carrier(target, self.plan, self.counts, publisher, deriver.consolidated)
             async with LogReader(self._s.kafka, self._s.kafka.memories_topic) as events:
+                async for batch in events.read():
+                    await carrier.find_jobs(batch)
                 async for batch in events.read():
                     await carrier.apply(batch)
                 await carrier.flush()
@@ -528,10 +531,8 @@ class Deriver:
         self._touched: set[str] = set()
         self._batch = 32 if llm is not None else 512
         self.left_open: dict[str, WindowState] = {}
-
-    @property
-    def open_messages(self) -> set[str]:
-        return {m.message_id for w in self.left_open.values() for m in w.messages}
+        #: Message ids of the windows this replay consolidated itself.
+        self.consolidated: set[str] = set()
 
     async def feed(self, records: Sequence[Record]) -> None:
         partitions = self._s.kafka.partitions
@@ -618,6 +619,8 @@ class Deriver:
             self._check(outcome)
             if isinstance(job, ConsolidationJob):
                 self._counts["windows"] += 1
+                if outcome.failure is None:
+                    self.consolidated.update(m.message_id for m in job.messages)
                 if outcome.new_observations or self._processor.llm is None:
                     self._touched.add(job.key)
 
@@ -637,9 +640,12 @@ class Deriver:
 
 
 class Carrier:
-    """Copies into a version derived from messages what the messages cannot give: changes
-    made by hand (adds, deletes), and what the live worker made of windows the replay left
-    open to it. Everything copied is published again under the new generation."""
+    """Copies into a version derived from messages what the messages did not give it:
+    changes made by hand (adds, deletes, erasures), and what the live worker made of
+    messages the replay did not consolidate itself (windows it left open to the worker, and
+    messages that arrived after it had read the topic). A job is copied whole: the new
+    memory and the older one it expired go together. Everything copied is published again
+    under the new generation."""
 
     def __init__(
         self,
@@ -647,14 +653,24 @@ class Carrier:
         plan: ReplayPlan,
         counts: dict[str, int],
         publisher: EventPublisher,
-        open_messages: set[str],
+        consolidated: set[str],
     ) -> None:
         # Its own tallies: what it skips on the events topic is not what the rebuild read.
-        self._applier = EventApplier(store, plan, {k: 0 for k in counts})
+        self._applier = EventApplier(store, plan, Counter())
         self._counts = counts
         self._publisher = publisher
-        self._open = open_messages
+        self._consolidated = consolidated
+        self._jobs: set[str] = set()
         self._switched_at: datetime | None = None
+
+    def _live_only(self, event: MemoryEvent) -> bool:
+        """An event of the live worker about messages this replay did not consolidate."""
+        node = event.memory
+        return (
+            event.cause == "consolidate"
+            and node is not None
+            and not self._consolidated.issuperset(node.source_message_ids)
+        )
 
     def _wanted(self, event: MemoryEvent) -> bool:
         if event.generation == self._publisher.generation:
@@ -663,8 +679,20 @@ class Carrier:
             return True
         if self._switched_at is not None and event.produced_at >= self._switched_at:
             return True  # written by a worker into the new version after the switch
-        node = event.memory
-        return node is not None and bool(self._open & set(node.source_message_ids))
+        if event.job_id is not None and event.job_id in self._jobs:
+            return True
+        if self._live_only(event):
+            if event.job_id is not None:
+                self._jobs.add(event.job_id)
+            return True
+        return False
+
+    async def find_jobs(self, records: Sequence[Record]) -> None:
+        """First pass: the jobs to copy whole (their events may come in any order)."""
+        for r in records:
+            event = self._applier.admit(r)
+            if event is not None and event.job_id is not None and self._live_only(event):
+                self._jobs.add(event.job_id)
 
     async def apply(self, records: Sequence[Record]) -> None:
         for r in records:
