@@ -135,6 +135,26 @@ async def rebuild_under_load(
     return report, hammer
 
 
+def es_url(backend: str, request: pytest.FixtureRequest) -> str | None:
+    return request.getfixturevalue("noida").url if backend == "elasticsearch" else None
+
+
+async def start_live(
+    settings: Settings,
+    env: dict[str, str],
+    tmp_path: Path,
+    embedder: Embedder,
+    messages: list[ChatMessage],
+) -> tuple[Worker, MemoryStore]:
+    """Produce ``messages``, start a worker on them and open the store; the caller stops both."""
+    async with MessageProducer(settings.kafka) as producer:
+        await producer.send_many(messages)
+    worker = Worker(env, tmp_path / "worker.log")
+    store = open_store(settings.store, dimensions=embedder.dimensions)
+    await store.open()
+    return worker, store
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "elasticsearch"])
 async def test_rebuilds_keep_every_memory_and_every_erasure(
     backend: str,
@@ -145,12 +165,11 @@ async def test_rebuilds_keep_every_memory_and_every_erasure(
     request: pytest.FixtureRequest,
 ) -> None:
     llm_server.reset()
-    es_url = request.getfixturevalue("noida").url if backend == "elasticsearch" else None
     env = pipeline_env(
         bootstrap=tansu.bootstrap,
         data_dir=tmp_path,
         backend=backend,
-        es_url=es_url,
+        es_url=es_url(backend, request),
         extra={
             **llm_server.settings_env(),
             "MEMSTREAM_WINDOW__IDLE_SECONDS": "2",
@@ -163,11 +182,7 @@ async def test_rebuilds_keep_every_memory_and_every_erasure(
     script = scenario()
     t = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
     script.say("erin", "Erin", t, "I am allergic to peanuts and live in Oslo.")
-    async with MessageProducer(settings.kafka) as producer:
-        await producer.send_many(script.messages)
-    worker = Worker(env, tmp_path / "worker.log")
-    store = open_store(settings.store, dimensions=embedder.dimensions)
-    await store.open()
+    worker, store = await start_live(settings, env, tmp_path, embedder, script.messages)
     try:
 
         async def count(user: str) -> int:
@@ -281,8 +296,12 @@ async def test_an_interrupted_rebuild_leaves_live_alone_and_starts_over(
     embedder: Embedder,
     request: pytest.FixtureRequest,
 ) -> None:
-    es_url = request.getfixturevalue("noida").url if backend == "elasticsearch" else None
-    env = pipeline_env(bootstrap=tansu.bootstrap, data_dir=tmp_path, backend=backend, es_url=es_url)
+    env = pipeline_env(
+        bootstrap=tansu.bootstrap,
+        data_dir=tmp_path,
+        backend=backend,
+        es_url=es_url(backend, request),
+    )
     settings = settings_from(env)
     await create_topics(settings.kafka)
     _, expected = await produce_memory_events(settings, embedder, users=120, per_user=40)
@@ -350,12 +369,11 @@ async def test_a_rebuild_catches_up_with_live_traffic(
 ) -> None:
     """Messages keep arriving while the rebuild runs: whatever the worker writes before,
     during or just after the switch ends up in the new version, nothing twice."""
-    es_url = request.getfixturevalue("noida").url if backend == "elasticsearch" else None
     env = pipeline_env(
         bootstrap=tansu.bootstrap,
         data_dir=tmp_path,
         backend=backend,
-        es_url=es_url,
+        es_url=es_url(backend, request),
         extra={"MEMSTREAM_WINDOW__IDLE_SECONDS": "1", "MEMSTREAM_WINDOW__MAX_MESSAGES": "4"},
     )
     settings = settings_from(env)
@@ -377,11 +395,7 @@ async def test_a_rebuild_catches_up_with_live_traffic(
         ]
 
     first, second = wave(0), wave(1)
-    async with MessageProducer(settings.kafka) as producer:
-        await producer.send_many(first)
-    worker = Worker(env, tmp_path / "worker.log")
-    store = open_store(settings.store, dimensions=embedder.dimensions)
-    await store.open()
+    worker, store = await start_live(settings, env, tmp_path, embedder, first)
     try:
 
         async def written(n: int) -> bool:
@@ -442,8 +456,12 @@ async def test_writes_racing_the_switch_reach_the_new_version(
     from memstream.streams.events import event_record
     from tests.memories import observation
 
-    es_url = request.getfixturevalue("noida").url if backend == "elasticsearch" else None
-    env = pipeline_env(bootstrap=tansu.bootstrap, data_dir=tmp_path, backend=backend, es_url=es_url)
+    env = pipeline_env(
+        bootstrap=tansu.bootstrap,
+        data_dir=tmp_path,
+        backend=backend,
+        es_url=es_url(backend, request),
+    )
     settings = settings_from(env)
     await create_topics(settings.kafka)
     _, expected = await produce_memory_events(settings, embedder, users=10, per_user=20)
