@@ -12,6 +12,7 @@ from typing import Self
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict
 
 from memstream.schemas.memory import MemoryNode, MemoryType, StoreStatus
 
@@ -56,8 +57,11 @@ class StoreVersionError(RuntimeError):
     """A version operation that cannot be done (unknown version, dropping the live one)."""
 
 
-@dataclass(frozen=True)
-class StoreVersion:
+class StoreVersion(BaseModel):
+    """One version of a store, as ``memstream versions`` lists it."""
+
+    model_config = ConfigDict(frozen=True)
+
     version: int
     state: VersionState
     source: str
