@@ -135,8 +135,21 @@ async def rebuild_under_load(
     return report, hammer
 
 
-def es_url(backend: str, request: pytest.FixtureRequest) -> str | None:
-    return request.getfixturevalue("noida").url if backend == "elasticsearch" else None
+async def isolated(
+    backend: str,
+    tansu: Tansu,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    extra: dict[str, str] | None = None,
+) -> tuple[dict[str, str], Settings]:
+    """Own topics (created), group and store on the shared servers: (worker env, settings)."""
+    es_url = request.getfixturevalue("noida").url if backend == "elasticsearch" else None
+    env = pipeline_env(
+        bootstrap=tansu.bootstrap, data_dir=tmp_path, backend=backend, es_url=es_url, extra=extra
+    )
+    settings = settings_from(env)
+    await create_topics(settings.kafka)
+    return env, settings
 
 
 async def start_live(
@@ -165,20 +178,18 @@ async def test_rebuilds_keep_every_memory_and_every_erasure(
     request: pytest.FixtureRequest,
 ) -> None:
     llm_server.reset()
-    env = pipeline_env(
-        bootstrap=tansu.bootstrap,
-        data_dir=tmp_path,
-        backend=backend,
-        es_url=es_url(backend, request),
-        extra={
+    env, settings = await isolated(
+        backend,
+        tansu,
+        tmp_path,
+        request,
+        {
             **llm_server.settings_env(),
             "MEMSTREAM_WINDOW__IDLE_SECONDS": "2",
             "MEMSTREAM_REFLECTION__CHECK_SECONDS": "1",
             "MEMSTREAM_REFLECTION__MIN_INTERVAL_SECONDS": "0",
         },
     )
-    settings = settings_from(env)
-    await create_topics(settings.kafka)
     script = scenario()
     t = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
     script.say("erin", "Erin", t, "I am allergic to peanuts and live in Oslo.")
@@ -296,14 +307,7 @@ async def test_an_interrupted_rebuild_leaves_live_alone_and_starts_over(
     embedder: Embedder,
     request: pytest.FixtureRequest,
 ) -> None:
-    env = pipeline_env(
-        bootstrap=tansu.bootstrap,
-        data_dir=tmp_path,
-        backend=backend,
-        es_url=es_url(backend, request),
-    )
-    settings = settings_from(env)
-    await create_topics(settings.kafka)
+    _, settings = await isolated(backend, tansu, tmp_path, request)
     _, expected = await produce_memory_events(settings, embedder, users=120, per_user=40)
     first = await run_rebuild(settings, "events", settle_seconds=0)
     assert (first.version, first.memories) == (2, expected), first
@@ -369,15 +373,13 @@ async def test_a_rebuild_catches_up_with_live_traffic(
 ) -> None:
     """Messages keep arriving while the rebuild runs: whatever the worker writes before,
     during or just after the switch ends up in the new version, nothing twice."""
-    env = pipeline_env(
-        bootstrap=tansu.bootstrap,
-        data_dir=tmp_path,
-        backend=backend,
-        es_url=es_url(backend, request),
-        extra={"MEMSTREAM_WINDOW__IDLE_SECONDS": "1", "MEMSTREAM_WINDOW__MAX_MESSAGES": "4"},
+    env, settings = await isolated(
+        backend,
+        tansu,
+        tmp_path,
+        request,
+        {"MEMSTREAM_WINDOW__IDLE_SECONDS": "1", "MEMSTREAM_WINDOW__MAX_MESSAGES": "4"},
     )
-    settings = settings_from(env)
-    await create_topics(settings.kafka)
     t0 = datetime(2024, 6, 1, 9, 0, tzinfo=UTC)
 
     def wave(n: int) -> list[ChatMessage]:
@@ -456,14 +458,7 @@ async def test_writes_racing_the_switch_reach_the_new_version(
     from memstream.streams.events import event_record
     from tests.memories import observation
 
-    env = pipeline_env(
-        bootstrap=tansu.bootstrap,
-        data_dir=tmp_path,
-        backend=backend,
-        es_url=es_url(backend, request),
-    )
-    settings = settings_from(env)
-    await create_topics(settings.kafka)
+    _, settings = await isolated(backend, tansu, tmp_path, request)
     _, expected = await produce_memory_events(settings, embedder, users=10, per_user=20)
     t = datetime(2024, 8, 1, tzinfo=UTC)
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers)
