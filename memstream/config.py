@@ -197,6 +197,12 @@ class ApiSettings(BaseModel):
     default_top_k: int = Field(20, ge=1, le=200, description="Memories returned by default.")
     max_top_k: int = Field(200, ge=1, le=1000, description="Upper bound a request may ask for.")
     recall_k: int = Field(100, ge=1, le=1000, description="Candidates per recall channel.")
+    embed_batch: int = Field(
+        16,
+        ge=1,
+        le=256,
+        description="Concurrent queries embedded in one model call (1: each on its own).",
+    )
     time_boost: float = Field(
         3.0, ge=1, description="Score factor for memories in the query's time range."
     )

@@ -96,6 +96,18 @@ def worker_metrics(snapshot: Callable[[], Mapping[str, Any]]) -> bytes:
     return generate_latest(registry)
 
 
+class _EmbeddingCollector(Collector):
+    def __init__(self, counts: Callable[[], tuple[int, int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[Any]:
+        calls, queries = self._counts()
+        yield CounterMetricFamily(
+            "memstream_query_embed_calls", "Embedding model calls for queries.", value=calls
+        )
+        yield CounterMetricFamily("memstream_query_embeddings", "Queries embedded.", value=queries)
+
+
 class ServiceMetrics:
     """Latency by route and results returned, for the query service."""
 
@@ -113,6 +125,11 @@ class ServiceMetrics:
             "Memories returned by retrieval.",
             registry=self.registry,
         )
+
+    def watch_embedding(self, counts: Callable[[], tuple[int, int]]) -> None:
+        """Query embedding as (model calls, queries): their ratio is the batch size that
+        concurrent requests reach."""
+        self.registry.register(_EmbeddingCollector(counts))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

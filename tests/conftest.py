@@ -40,7 +40,13 @@ def embedder() -> Embedder:
     return load_embedder(EmbedderSettings())
 
 
-@pytest.fixture(params=["sqlite", pytest.param("elasticsearch", marks=pytest.mark.servers)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        "sqlite-inline",  # the query service's variant: searches on the caller's thread
+        pytest.param("elasticsearch", marks=pytest.mark.servers),
+    ]
+)
 def store_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -51,8 +57,8 @@ async def store(
 ) -> AsyncIterator[MemoryStore]:
     """A fresh, empty store of each backend (ES: a new alias prefix on the shared noida)."""
     s: MemoryStore
-    if store_backend == "sqlite":
-        s = SQLiteStore(tmp_path / "store.db")
+    if store_backend.startswith("sqlite"):
+        s = SQLiteStore(tmp_path / "store.db", inline_search=store_backend == "sqlite-inline")
     else:
         noida: Noida = request.getfixturevalue("noida")
         s = ElasticsearchStore(

@@ -25,6 +25,7 @@ async def test_bench_retrieval_reports(tmp_path: Path) -> None:
     assert {"p50_ms", "p95_ms", "p99_ms", "rps", "service_rss_mb"} <= set(report)
     assert report["requests"] > 0 and report["errors"] == 0 and report["empty_results"] == 0
     assert report["p50_ms"] <= report["p95_ms"] <= report["p99_ms"]
+    assert report["queries_per_embed_call"] >= 1.0  # read from the service's /metrics
 
 
 async def test_bench_ingest_reports(tmp_path: Path) -> None:

@@ -185,6 +185,8 @@ async def test_metrics_endpoint_reports_latency_by_route(
         in text
     )
     assert "memstream_retrieved_memories_total 0.0" in text
+    assert "memstream_query_embeddings_total 1.0" in text
+    assert "memstream_query_embed_calls_total 1.0" in text
 
 
 async def test_last_weekend_outranks_a_more_similar_older_memory(

@@ -63,3 +63,25 @@ def test_text_tokens_split_cjk_and_drop_stopwords() -> None:
     assert index_text("Mixed 中文 text") == "mixed 中 文 text"
     assert query_terms("What is the name of my dog? my DOG") == ["name", "dog"]
     assert query_terms("the of and") == []
+
+
+def test_retrieve_body_matches_its_documented_schema() -> None:
+    """The hot path serialises plain data; it must be exactly a RetrieveResponse."""
+    import json
+
+    from memstream.query.models import RetrieveResponse, retrieve_response_json
+    from memstream.search.timeparse import TimeRange
+
+    week = TimeRange(T0 - timedelta(days=7), T0 + timedelta(hours=1), "last week")
+    zh = node("b", MemoryType.insight, "她喜欢网球").model_copy(update={"keywords": ["网球"]})
+    old = node("a").model_copy(update={"message_time": T0 - timedelta(days=30)})
+    old.valid_from = old.message_time
+    fused = fuse([Hit(old, 0.9), Hit(zh, 0.5)], [Hit(zh, 3.0)], top_k=5, time_ranges=[week])
+    payload = retrieve_response_json(fused, [week], render_prompt([r.node for r in fused]), 1.5)
+    data = json.loads(payload)
+    parsed = RetrieveResponse.model_validate_json(payload)
+    assert parsed.model_dump(mode="json") == data  # nothing missing, nothing extra, same form
+    first = data["memories"][0]
+    assert first["memory_id"] == "b" and first["why"]["time_match"]["text"] == "last week"
+    assert first["why"]["text_rank"] == 1 and "vector" not in first
+    assert data["memories"][1]["why"]["time_match"] is None

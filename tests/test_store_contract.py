@@ -9,7 +9,7 @@ import pytest
 
 from memstream.embedder import Embedder
 from memstream.schemas import MemoryNode, MemoryType, StoreStatus, memory_id
-from memstream.sinks.base import MemoryFilter, MemoryStore
+from memstream.sinks.base import Hit, MemoryFilter, MemoryStore
 
 T0 = datetime(2024, 7, 10, 9, 30, tzinfo=UTC)
 
@@ -132,6 +132,34 @@ async def test_text_search_bm25_english_and_chinese(store: MemoryStore, embedder
     assert all(h.score > 0 for h in hits)
     zh = await store.search_text("app", "alice", "阿里巴巴", 5)
     assert [h.node.content for h in zh] == ["我在杭州的阿里巴巴工作"]
+
+
+async def test_hybrid_search_is_both_channels_and_can_leave_vectors_out(
+    store: MemoryStore, embedder: Embedder
+) -> None:
+    texts = ["I play tennis every weekend", "Tennis elbow again", "I am allergic to peanuts"]
+    await store.upsert([node(embedder, t, n=i) for i, t in enumerate(texts)])
+    await store.upsert([node(embedder, "I love tennis too", user="bob", n=9)])
+    await store.refresh()
+    query = "do I play tennis?"
+    vector = embedder.embed_one(query)
+    dense = await store.search_vector("app", "alice", vector, 5)
+    sparse = await store.search_text("app", "alice", query, 5)
+    assert dense[0].node.vector is not None and sparse[0].node.vector is not None
+    both = await store.search_hybrid("app", "alice", vector, query, 5, vectors=False)
+
+    def ids_scores(hits: list[Hit]) -> list[tuple[str, float]]:
+        return [(h.node.memory_id, round(h.score, 5)) for h in hits]
+
+    assert ids_scores(both[0]) == ids_scores(dense) and ids_scores(both[1]) == ids_scores(sparse)
+    assert all(h.node.vector is None for h in [*both[0], *both[1]])
+    assert both[0][0].node.model_dump(exclude={"vector"}) == dense[0].node.model_dump(
+        exclude={"vector"}
+    )
+    only_text = await store.search_hybrid("app", "alice", None, query, 5)
+    assert only_text[0] == [] and ids_scores(only_text[1]) == ids_scores(sparse)
+    only_vector = await store.search_hybrid("app", "alice", vector, None, 5)
+    assert ids_scores(only_vector[0]) == ids_scores(dense) and only_vector[1] == []
 
 
 async def test_replayed_batches_never_duplicate(store: MemoryStore, embedder: Embedder) -> None:

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 import memstream
 from memstream.config import Settings
 from memstream.embedder import Embedder, load_embedder
+from memstream.embedder.batching import QueryEmbedder
 from memstream.llm import LLMClient, LLMError, load_llm
 from memstream.metrics import CONTENT_TYPE, ObserveMiddleware, ServiceMetrics
 from memstream.query.auth import AccessControl, ApiKey
@@ -36,7 +37,7 @@ from memstream.query.models import (
     RetrievedMemory,
     RetrieveRequest,
     RetrieveResponse,
-    TimeRangeOut,
+    retrieve_response_json,
 )
 from memstream.rerank import Reranker, load_reranker
 from memstream.schemas import (
@@ -112,15 +113,17 @@ def create_service(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if store is not None and embedder is not None:
+            app.state.queries = QueryEmbedder(embedder, max_batch=settings.api.embed_batch)
             yield  # given ready-made (and already open) by the caller
             await log_writer.close()
             if owns_llm and chat_llm is not None:
                 await chat_llm.close()
             return
         emb = embedder or load_embedder(settings.embedder)
-        st = store or open_store(settings.store, dimensions=emb.dimensions)
+        st = store or open_store(settings.store, dimensions=emb.dimensions, serving=True)
         await st.open()
         app.state.embedder, app.state.store = emb, st
+        app.state.queries = QueryEmbedder(emb, max_batch=settings.api.embed_batch)
         try:
             yield
         finally:
@@ -144,7 +147,14 @@ def create_service(
     )
     if store is not None and embedder is not None:
         app.state.store, app.state.embedder = store, embedder
+        app.state.queries = QueryEmbedder(embedder, max_batch=settings.api.embed_batch)
     metrics = ServiceMetrics()
+
+    def embedding_counts() -> tuple[int, int]:
+        queries: QueryEmbedder | None = getattr(app.state, "queries", None)
+        return (queries.calls, queries.queries) if queries is not None else (0, 0)
+
+    metrics.watch_embedding(embedding_counts)
     access = AccessControl(settings.api.api_keys)
 
     app.add_middleware(ObserveMiddleware, metrics=metrics, limit=settings.api.max_request_bytes)
@@ -169,18 +179,21 @@ def create_service(
     def state(request: Request) -> tuple[MemoryStore, Embedder]:
         return request.app.state.store, request.app.state.embedder
 
+    def recall(request: Request) -> tuple[MemoryStore, QueryEmbedder]:
+        return request.app.state.store, request.app.state.queries
+
     @app.post("/v1/retrieve", response_model=RetrieveResponse, tags=["retrieval"])
     async def retrieve_memories(body: RetrieveRequest, request: Request, key: ApiKey) -> Response:
         """Hybrid (vector + BM25) recall of a user's valid memories, fused and weighted by type."""
         access.check(key, body.owner_id)
         started = time.perf_counter()
-        store, emb = state(request)
+        store, queries = recall(request)
         top_k = min(body.top_k or settings.api.default_top_k, settings.api.max_top_k)
         ranges = resolve_time(body.query, body.at or datetime.now(UTC).astimezone())
         statuses = (StoreStatus.valid, StoreStatus.expired) if body.include_expired else None
         ranked = await retrieve(
             store,
-            emb,
+            queries,
             body.owner_id,
             body.user_id,
             body.query,
@@ -194,15 +207,13 @@ def create_service(
             rerank_candidates=settings.rerank.candidates,
         )
         metrics.results.inc(len(ranked))
-        body_out = RetrieveResponse.model_construct(
-            memories=[RetrievedMemory.ranked(r) for r in ranked],
-            time_ranges=[TimeRangeOut(text=r.text, start=r.start, end=r.end) for r in ranges],
-            prompt=render_prompt([r.node for r in ranked]),
-            took_ms=round((time.perf_counter() - started) * 1000, 3),
+        took_ms = round((time.perf_counter() - started) * 1000, 3)
+        # Serialised here from plain data: returning a Response skips FastAPI's validation
+        # of the response model (still the documented schema; a test holds them together).
+        payload = retrieve_response_json(
+            ranked, ranges, render_prompt([r.node for r in ranked]), took_ms
         )
-        # Serialised once, here: returning a Response skips FastAPI's second validation of
-        # the response model (which is still the documented schema).
-        return Response(body_out.model_dump_json(), media_type="application/json")
+        return Response(payload, media_type="application/json")
 
     @app.get(
         "/v1/users/{owner_id}/{user_id}/memories", response_model=MemoryPage, tags=["memories"]
@@ -317,11 +328,11 @@ def create_service(
         access.check(key, body.owner_id)
         if chat_llm is None:
             raise HTTPException(503, "chat needs a generation model (set llm.backend)")
-        store, emb = state(request)
+        store, queries = recall(request)
         now = body.at or datetime.now(UTC).astimezone()
         ranked = await retrieve(
             store,
-            emb,
+            queries,
             body.owner_id,
             body.user_id,
             body.message,

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic_core import to_json
 
 from memstream.schemas.common import Id
 from memstream.schemas.memory import EventTime, MemoryNode, MemoryType, StoreStatus
-from memstream.search import Ranked, RetrievalMode
+from memstream.search import Ranked, RetrievalMode, TimeRange
 
 
 class RetrieveRequest(BaseModel):
@@ -100,25 +102,48 @@ class RetrievedMemory(MemoryOut):
 
     @classmethod
     def ranked(cls, r: Ranked) -> RetrievedMemory:
-        # Built without re-validation: every value comes from a validated MemoryNode, and
-        # this runs for each result of every retrieval (the hot path).
-        why = Why.model_construct(
-            rrf=r.rrf,
-            type_weight=r.type_weight,
-            vector_rank=r.vector_rank,
-            vector_score=r.vector_score,
-            text_rank=r.text_rank,
-            text_score=r.text_score,
-            time_boost=r.time_boost,
-            rerank_score=r.rerank_score,
-            time_match=None
-            if r.time_match is None
-            else TimeRangeOut.model_construct(
-                text=r.time_match.text, start=r.time_match.start, end=r.time_match.end
-            ),
-        )
-        fields = {name: getattr(r.node, name) for name in MemoryOut.model_fields}
-        return cls.model_construct(**fields, score=r.score, why=why)
+        return cls.model_validate(retrieved_data(r))
+
+
+_MEMORY_FIELDS = tuple(MemoryOut.model_fields)
+
+
+def retrieved_data(r: Ranked) -> dict[str, Any]:
+    """A :class:`RetrievedMemory` as plain data. Retrieval's hot path serialises these
+    directly: building pydantic models costs ~10 µs each, 40 per request."""
+    match = r.time_match
+    return {
+        **{name: getattr(r.node, name) for name in _MEMORY_FIELDS},
+        "score": r.score,
+        "why": {
+            "rrf": r.rrf,
+            "type_weight": r.type_weight,
+            "vector_rank": r.vector_rank,
+            "vector_score": r.vector_score,
+            "text_rank": r.text_rank,
+            "text_score": r.text_score,
+            "time_boost": r.time_boost,
+            "time_match": None
+            if match is None
+            else {"text": match.text, "start": match.start, "end": match.end},
+            "rerank_score": r.rerank_score,
+        },
+    }
+
+
+def retrieve_response_json(
+    ranked: Sequence[Ranked], ranges: Sequence[TimeRange], prompt: str, took_ms: float
+) -> bytes:
+    """The body of a :class:`RetrieveResponse` (its documented schema; a test holds the two
+    together)."""
+    return to_json(
+        {
+            "memories": [retrieved_data(r) for r in ranked],
+            "time_ranges": [{"text": t.text, "start": t.start, "end": t.end} for t in ranges],
+            "prompt": prompt,
+            "took_ms": took_ms,
+        }
+    )
 
 
 class RetrieveResponse(BaseModel):

@@ -6,11 +6,11 @@ import asyncio
 from collections.abc import Sequence
 from enum import StrEnum
 
-from memstream.embedder import Embedder
+from memstream.embedder.batching import QueryEmbedder
 from memstream.rerank import Reranker
 from memstream.search.fusion import TIME_BOOST, Ranked, fuse, rerank
 from memstream.search.timeparse import TimeRange
-from memstream.sinks.base import Hit, MemoryFilter, MemoryStore
+from memstream.sinks.base import MemoryFilter, MemoryStore
 
 
 class RetrievalMode(StrEnum):
@@ -21,7 +21,7 @@ class RetrievalMode(StrEnum):
 
 async def retrieve(
     store: MemoryStore,
-    embedder: Embedder,
+    embedder: QueryEmbedder,
     owner_id: str,
     user_id: str,
     query: str,
@@ -35,18 +35,16 @@ async def retrieve(
     reranker: Reranker | None = None,
     rerank_candidates: int = 50,
 ) -> list[Ranked]:
-    async def dense() -> list[Hit]:
-        if mode is RetrievalMode.bm25:
-            return []
-        vector = await asyncio.to_thread(embedder.embed_one, query)
-        return await store.search_vector(owner_id, user_id, vector, recall_k, flt)
-
-    async def bm25() -> list[Hit]:
-        if mode is RetrievalMode.dense:
-            return []
-        return await store.search_text(owner_id, user_id, query, recall_k, flt)
-
-    vector_hits, text_hits = await asyncio.gather(dense(), bm25())
+    vector = None if mode is RetrievalMode.bm25 else await embedder.embed(query)
+    vector_hits, text_hits = await store.search_hybrid(
+        owner_id,
+        user_id,
+        vector,
+        None if mode is RetrievalMode.dense else query,
+        recall_k,
+        flt,
+        vectors=False,  # fusion and the response never look at them
+    )
     pool = max(top_k, rerank_candidates) if reranker is not None else top_k
     fused = fuse(vector_hits, text_hits, top_k=pool, time_ranges=time_ranges, time_boost=time_boost)
     if reranker is None or not fused:

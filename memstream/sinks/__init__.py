@@ -6,13 +6,14 @@ from memstream.config import StoreSettings
 from memstream.sinks.base import Hit, MemoryFilter, MemoryStore, WriteResult
 
 
-def open_store(settings: StoreSettings, *, dimensions: int) -> MemoryStore:
-    """The configured backend (not yet opened: use ``async with``)."""
+def open_store(settings: StoreSettings, *, dimensions: int, serving: bool = False) -> MemoryStore:
+    """The configured backend (not yet opened: use ``async with``). ``serving``: tuned for
+    the query service's many small concurrent searches (SQLite: searches run inline)."""
     if settings.backend == "sqlite":
         from memstream.sinks.sqlite import SQLiteStore
 
         assert settings.sqlite_path is not None, "Settings fills sqlite_path from data_dir"
-        return SQLiteStore(settings.sqlite_path)
+        return SQLiteStore(settings.sqlite_path, inline_search=serving)
     from memstream.sinks.elasticsearch import ElasticsearchStore
 
     return ElasticsearchStore(

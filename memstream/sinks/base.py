@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -168,14 +169,52 @@ class MemoryStore(ABC):
         vector: npt.NDArray[np.float32],
         k: int,
         flt: MemoryFilter = MemoryFilter(),
+        *,
+        vectors: bool = True,
     ) -> list[Hit]:
-        """Top-k by cosine similarity (score in [-1, 1]), best first."""
+        """Top-k by cosine similarity (score in [-1, 1]), best first. ``vectors=False``
+        leaves the hits' vectors out: retrieval never needs them, and decoding 384 floats
+        per hit is most of a search's cost."""
 
     @abstractmethod
     async def search_text(
-        self, owner_id: str, user_id: str, text: str, k: int, flt: MemoryFilter = MemoryFilter()
+        self,
+        owner_id: str,
+        user_id: str,
+        text: str,
+        k: int,
+        flt: MemoryFilter = MemoryFilter(),
+        *,
+        vectors: bool = True,
     ) -> list[Hit]:
         """Top-k by BM25 (score > 0, higher is better), best first."""
+
+    async def search_hybrid(
+        self,
+        owner_id: str,
+        user_id: str,
+        vector: npt.NDArray[np.float32] | None,
+        text: str | None,
+        k: int,
+        flt: MemoryFilter = MemoryFilter(),
+        *,
+        vectors: bool = True,
+    ) -> tuple[list[Hit], list[Hit]]:
+        """(vector hits, text hits); a channel given ``None`` is skipped. Stores that can
+        answer both in one round trip override this."""
+
+        async def dense() -> list[Hit]:
+            if vector is None:
+                return []
+            return await self.search_vector(owner_id, user_id, vector, k, flt, vectors=vectors)
+
+        async def sparse() -> list[Hit]:
+            if text is None:
+                return []
+            return await self.search_text(owner_id, user_id, text, k, flt, vectors=vectors)
+
+        dense_hits, sparse_hits = await asyncio.gather(dense(), sparse())
+        return dense_hits, sparse_hits
 
     async def refresh(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Make completed writes visible to searches (a no-op where they already are)."""

@@ -436,6 +436,8 @@ class ElasticsearchStore(MemoryStore):
         vector: npt.NDArray[np.float32],
         k: int,
         flt: MemoryFilter = MemoryFilter(),
+        *,
+        vectors: bool = True,
     ) -> list[Hit]:
         query = np.asarray(vector, dtype=np.float32)
         try:
@@ -449,6 +451,7 @@ class ElasticsearchStore(MemoryStore):
                     "filter": _filters(owner_id, user_id, flt),
                 },
                 size=k,
+                source_excludes=None if vectors else ["vector"],
             )
         except BadRequestError as exc:
             if "dim" not in str(exc).lower():
@@ -465,7 +468,14 @@ class ElasticsearchStore(MemoryStore):
         ]
 
     async def search_text(
-        self, owner_id: str, user_id: str, text: str, k: int, flt: MemoryFilter = MemoryFilter()
+        self,
+        owner_id: str,
+        user_id: str,
+        text: str,
+        k: int,
+        flt: MemoryFilter = MemoryFilter(),
+        *,
+        vectors: bool = True,
     ) -> list[Hit]:
         terms = query_terms(text)
         if not terms:
@@ -479,6 +489,7 @@ class ElasticsearchStore(MemoryStore):
                 }
             },
             size=k,
+            source_excludes=None if vectors else ["vector"],
         )
         return [
             Hit(MemoryNode.model_validate(h["_source"]), float(h["_score"]))

@@ -125,13 +125,28 @@ def _node(doc: str, vector: bytes | None) -> MemoryNode:
 class SQLiteStore(MemoryStore):
     """``version=None`` follows the live version (read per operation, so a switch made by
     another process takes effect at once); a number pins one version (what a rebuild
-    writes)."""
+    writes).
+
+    ``inline_search=True`` (the query service) runs searches on the caller's thread instead
+    of a reader thread. A search is one user's indexed rows, well under a millisecond, and
+    most of it is Python parsing that holds the GIL anyway; under concurrent load the
+    hand-off to a thread and back (GIL ping-pong, futex wake-ups) cost more than the search
+    itself (measured: 331 → 444 requests/s, p95 72 → 45 ms). Writes always use the threads.
+    """
 
     backend = "sqlite"
 
-    def __init__(self, path: Path, *, read_threads: int = 4, version: int | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        read_threads: int = 4,
+        version: int | None = None,
+        inline_search: bool = False,
+    ) -> None:
         self.path = path
         self.pinned_version = version
+        self.inline_search = inline_search
         self._read_threads = read_threads
         self._local = threading.local()
         self._executor = ThreadPoolExecutor(max_workers=read_threads, thread_name_prefix="sqlite")
@@ -164,9 +179,12 @@ class SQLiteStore(MemoryStore):
             raise RuntimeError(f"{self.path}: no live version (open the store first)")
         return int(row[0])
 
-    async def _on_table(self, fn: Callable[[sqlite3.Connection, str], T]) -> T:
+    async def _on_table(
+        self, fn: Callable[[sqlite3.Connection, str], T], *, inline: bool = False
+    ) -> T:
         """Run ``fn`` against the current version's table. A version dropped between the
-        lookup and the query (after a switch) is looked up once more."""
+        lookup and the query (after a switch) is looked up once more. ``inline`` runs it on
+        this thread."""
 
         def call(conn: sqlite3.Connection) -> T:
             for attempt in (1, 2):
@@ -179,6 +197,8 @@ class SQLiteStore(MemoryStore):
                     conn.rollback()
             raise AssertionError("unreachable")
 
+        if inline:
+            return call(self._conn())
         return await self._run(call)
 
     async def open(self) -> None:
@@ -328,7 +348,12 @@ class SQLiteStore(MemoryStore):
         await self._run(drop)
 
     def at_version(self, version: int) -> SQLiteStore:
-        return SQLiteStore(self.path, read_threads=self._read_threads, version=version)
+        return SQLiteStore(
+            self.path,
+            read_threads=self._read_threads,
+            version=version,
+            inline_search=self.inline_search,
+        )
 
     # -- writes ------------------------------------------------------------------------------
     async def upsert(self, nodes: Sequence[MemoryNode]) -> WriteResult:
@@ -447,51 +472,105 @@ class SQLiteStore(MemoryStore):
         vector: npt.NDArray[np.float32],
         k: int,
         flt: MemoryFilter = MemoryFilter(),
+        *,
+        vectors: bool = True,
     ) -> list[Hit]:
-        where, params = _filter_sql(flt)
-        query = np.asarray(vector, dtype=np.float32)
-
-        def read(conn: sqlite3.Connection, t: str) -> list[Hit]:
-            rows = conn.execute(
-                f"SELECT m.doc, m.vector FROM {t} m WHERE m.owner_id=? AND m.user_id=?"
-                f" AND m.vector IS NOT NULL{where}",
-                (owner_id, user_id, *params),
-            ).fetchall()
-            usable = [(doc, vec) for doc, vec in rows if len(vec) == query.nbytes]
-            if not usable:
-                return []
-            matrix = np.frombuffer(b"".join(vec for _, vec in usable), dtype=np.float32)
-            scores = matrix.reshape(len(usable), -1) @ query
-            top = np.argsort(-scores, kind="stable")[:k]
-            return [Hit(_node(*usable[i]), float(scores[i])) for i in top]
-
-        return await self._on_table(read)
+        search = _Search(owner_id, user_id, k, flt, vectors)
+        return await self._on_table(
+            lambda conn, t: search.by_vector(conn, t, vector), inline=self.inline_search
+        )
 
     async def search_text(
-        self, owner_id: str, user_id: str, text: str, k: int, flt: MemoryFilter = MemoryFilter()
+        self,
+        owner_id: str,
+        user_id: str,
+        text: str,
+        k: int,
+        flt: MemoryFilter = MemoryFilter(),
+        *,
+        vectors: bool = True,
     ) -> list[Hit]:
+        search = _Search(owner_id, user_id, k, flt, vectors)
+        return await self._on_table(
+            lambda conn, t: search.by_text(conn, t, text), inline=self.inline_search
+        )
+
+    async def search_hybrid(
+        self,
+        owner_id: str,
+        user_id: str,
+        vector: npt.NDArray[np.float32] | None,
+        text: str | None,
+        k: int,
+        flt: MemoryFilter = MemoryFilter(),
+        *,
+        vectors: bool = True,
+    ) -> tuple[list[Hit], list[Hit]]:
+        """Both channels in one trip to the reader thread, each memory parsed once: under
+        load the hand-offs and the parsing cost more than the queries."""
+        search = _Search(owner_id, user_id, k, flt, vectors)
+
+        def both(conn: sqlite3.Connection, t: str) -> tuple[list[Hit], list[Hit]]:
+            dense = [] if vector is None else search.by_vector(conn, t, vector)
+            sparse = [] if text is None else search.by_text(conn, t, text)
+            return dense, sparse
+
+        return await self._on_table(both, inline=self.inline_search)
+
+
+class _Search:
+    """One user's recall queries against one version's table (runs in a reader thread)."""
+
+    def __init__(
+        self, owner_id: str, user_id: str, k: int, flt: MemoryFilter, vectors: bool
+    ) -> None:
+        self.owner_id, self.user_id, self.k, self.vectors = owner_id, user_id, k, vectors
+        self.where, self.params = _filter_sql(flt)
+        self._parsed: dict[str, MemoryNode] = {}
+
+    def _node(self, memory_id: str, doc: str, vector: bytes | None) -> MemoryNode:
+        node = self._parsed.get(memory_id)
+        if node is None:
+            node = self._parsed[memory_id] = _node(doc, vector if self.vectors else None)
+        return node
+
+    def by_vector(
+        self, conn: sqlite3.Connection, t: str, vector: npt.NDArray[np.float32]
+    ) -> list[Hit]:
+        query = np.asarray(vector, dtype=np.float32)
+        rows = conn.execute(
+            f"SELECT m.memory_id, m.doc, m.vector FROM {t} m WHERE m.owner_id=? AND m.user_id=?"
+            f" AND m.vector IS NOT NULL{self.where}",
+            (self.owner_id, self.user_id, *self.params),
+        ).fetchall()
+        # Another vector size (a re-embedded version, another embedder): not comparable.
+        usable = [row for row in rows if len(row[2]) == query.nbytes]
+        if not usable:
+            return []
+        matrix = np.frombuffer(b"".join(row[2] for row in usable), dtype=np.float32)
+        scores = matrix.reshape(len(usable), -1) @ query
+        top = np.argsort(-scores, kind="stable")[: self.k]
+        return [Hit(self._node(*usable[i]), float(scores[i])) for i in top]
+
+    def by_text(self, conn: sqlite3.Connection, t: str, text: str) -> list[Hit]:
         terms = query_terms(text)
         if not terms:
             return []
-        where, params = _filter_sql(flt)
         match = (
-            f'fts_scope:"{scope_token(owner_id, user_id)}" AND fts_text:('
-            + " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+            f'fts_scope:"{scope_token(self.owner_id, self.user_id)}" AND fts_text:('
+            + " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
             + ")"
         )
-
-        def read(conn: sqlite3.Connection, t: str) -> list[Hit]:
-            rows = conn.execute(
-                f"SELECT m.doc, m.vector, bm25({t}_fts, 0.0, 1.0) AS rank"
-                f" FROM {t}_fts JOIN {t} m ON m.rowid = {t}_fts.rowid"
-                f" WHERE {t}_fts MATCH ? AND m.owner_id=? AND m.user_id=?{where}"
-                " ORDER BY rank LIMIT ?",
-                (match, owner_id, user_id, *params, k),
-            ).fetchall()
-            # FTS5's bm25() is negative (more negative = better); flip it to the usual sign.
-            return [Hit(_node(doc, vec), -float(rank)) for doc, vec, rank in rows]
-
-        return await self._on_table(read)
+        vector = "m.vector" if self.vectors else "NULL"
+        rows = conn.execute(
+            f"SELECT m.memory_id, m.doc, {vector}, bm25({t}_fts, 0.0, 1.0) AS rank"
+            f" FROM {t}_fts JOIN {t} m ON m.rowid = {t}_fts.rowid"
+            f" WHERE {t}_fts MATCH ? AND m.owner_id=? AND m.user_id=?{self.where}"
+            " ORDER BY rank LIMIT ?",
+            (match, self.owner_id, self.user_id, *self.params, self.k),
+        ).fetchall()
+        # FTS5's bm25() is negative (more negative = better); flip it to the usual sign.
+        return [Hit(self._node(mid, doc, vec), -float(rank)) for mid, doc, vec, rank in rows]
 
 
 def _row(node: MemoryNode) -> tuple[object, ...]:
