@@ -41,6 +41,7 @@ def js(**change: object) -> bytes:
         (js(role=["user"]), DlqReason.wrong_type),
         (js(metadata=[1]), DlqReason.wrong_type),
         (js(role="robot"), DlqReason.invalid_value),
+        (js(content="a lone surrogate \ud800"), DlqReason.invalid_value),  # not encodable
         (js(user_id="has space"), DlqReason.invalid_value),
         (js(sent_at="yesterday"), DlqReason.bad_timestamp),
         (js(sent_at="2024-07-10T09:30:00"), DlqReason.bad_timestamp),

@@ -61,6 +61,19 @@ def _headers(message: Any) -> dict[str, str]:
     }
 
 
+def _header(message: Any, name: str) -> str | None:
+    """One header's value: the ingest path asks every record for the control header only,
+    and decoding all of a record's headers into a dict cost ~4% of ingest."""
+    headers = message.headers
+    if not headers:
+        return None
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    for k, v in items:
+        if k == name:
+            return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+    return None
+
+
 def register_ingest(
     app: faust.App,
     ctx: WorkerContext,
@@ -177,7 +190,7 @@ def register_ingest(
                 stats.counters["messages_in"] += 1
                 ledger.track(event)
                 msg = event.message
-                control = _headers(msg).get(CONTROL_HEADER)
+                control = _header(msg, CONTROL_HEADER)
                 decoded: ChatMessage | ForgetJob | Rejected
                 if control is not None:
                     decoded = decode_control(msg.key, msg.value, control)
@@ -208,7 +221,8 @@ def register_ingest(
                         state = await erase(key, state, item, event, open_items)
                         open_items = []
                         continue
-                    state, jobs = add_message(state, item, now, s.window)
+                    raw = event.message.value  # what ``item`` was validated from
+                    state, jobs = add_message(state, item, now, s.window, raw)
                     for job in jobs:
                         await emit(job)
                         release(key, job)

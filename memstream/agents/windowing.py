@@ -19,6 +19,8 @@ from memstream.schemas.messages import ChatMessage
 
 def estimate_tokens(text: str) -> int:
     """Cheap token estimate: ~4 characters per token for alphabetic text, 1 per CJK character."""
+    if text.isascii():  # the common case, without a Python-level pass over the characters
+        return (len(text) + 3) // 4 + 1
     cjk = sum(1 for ch in text if "\u3000" <= ch <= "\u9fff" or "\uac00" <= ch <= "\ud7af")
     return cjk + max(0, len(text) - cjk + 3) // 4 + 1
 
@@ -34,12 +36,14 @@ class WindowMessage(NamedTuple):
     raw: bytes
 
     @classmethod
-    def of(cls, message: ChatMessage) -> WindowMessage:
+    def of(cls, message: ChatMessage, raw: bytes | None = None) -> WindowMessage:
+        """``raw``: the JSON ``message`` was validated from, kept as it is (parsing it again
+        gives the same message) instead of serialising the message anew."""
         return cls(
             message.message_id,
             message.sent_at,
             estimate_tokens(message.content),
-            message.model_dump_json().encode(),
+            raw if raw is not None else message.model_dump_json().encode(),
         )
 
     def message(self) -> ChatMessage:
@@ -101,9 +105,14 @@ def next_window(state: WindowState) -> WindowState:
 
 
 def add_message(
-    state: WindowState, message: ChatMessage, now: datetime, limits: WindowSettings
+    state: WindowState,
+    message: ChatMessage,
+    now: datetime,
+    limits: WindowSettings,
+    raw: bytes | None = None,
 ) -> tuple[WindowState, list[ConsolidationJob]]:
     """Add one message; returns the new state and the jobs of any windows this closed.
+    ``raw``: the record value ``message`` was validated from (see :meth:`WindowMessage.of`).
 
     A message already in the open window (a redelivery) changes nothing.
     """
@@ -121,7 +130,7 @@ def add_message(
         ):
             jobs.append(close_window(state, WindowTrigger.max_age, now))
             state = next_window(state)
-    held = WindowMessage.of(message)
+    held = WindowMessage.of(message, raw)
     tokens = held.tokens
     if not state.is_empty and state.tokens + tokens > limits.max_tokens:
         jobs.append(close_window(state, WindowTrigger.max_tokens, now))

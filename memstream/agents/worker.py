@@ -13,6 +13,7 @@ from memstream.agents.scheduler import ReflectionScheduler
 from memstream.config import Settings
 from memstream.embedder import load_embedder
 from memstream.llm import load_llm
+from memstream.runtime import tune_gc
 from memstream.sinks import open_store
 from memstream.streams.topics import create_topics
 
@@ -45,5 +46,6 @@ def run_worker(settings: Settings, *, loglevel: str = "info") -> None:
     )
     asyncio.run(create_topics(settings.kafka))
     app, _ = build_worker_app(settings)
+    tune_gc()
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

@@ -40,6 +40,7 @@ from memstream.query.models import (
     retrieve_response_json,
 )
 from memstream.rerank import Reranker, load_reranker
+from memstream.runtime import tune_gc
 from memstream.schemas import (
     AddMemoryJob,
     ChatMessage,
@@ -124,6 +125,7 @@ def create_service(
         await st.open()
         app.state.embedder, app.state.store = emb, st
         app.state.queries = QueryEmbedder(emb, max_batch=settings.api.embed_batch)
+        tune_gc()  # start-up is done: the model and modules are frozen out of collection
         try:
             yield
         finally:

@@ -74,6 +74,16 @@ def decode_message(
     if len(value) > max_bytes:
         return Rejected(DlqReason.oversize, f"value is {len(value)} bytes; limit {max_bytes}")
     try:
+        # The common case in one pass through pydantic-core's JSON parser; a record that
+        # fails takes the slow path below, which names what is wrong with it.
+        message = ChatMessage.model_validate_json(value)
+    except ValidationError as exc:
+        return _reject(value, exc)
+    return _check(key, message, now, max_future_skew)
+
+
+def _reject(value: bytes, error: ValidationError) -> Rejected:
+    try:
         text = value.decode("utf-8")
     except UnicodeDecodeError as exc:
         return Rejected(DlqReason.invalid_utf8, f"value is not UTF-8: {exc}")
@@ -84,9 +94,16 @@ def decode_message(
     if not isinstance(data, dict):
         return Rejected(DlqReason.not_an_object, f"value is JSON {type(data).__name__}, not object")
     try:
-        message = ChatMessage.model_validate(data)
+        ChatMessage.model_validate(data)
     except ValidationError as exc:
         return _reason_for(exc)
+    # Valid as Python data yet not as JSON (e.g. a lone surrogate escape): refused all the same.
+    return _reason_for(error)
+
+
+def _check(
+    key: bytes | None, message: ChatMessage, now: datetime, max_future_skew: timedelta
+) -> ChatMessage | Rejected:
     if message.sent_at - now > max_future_skew:
         return Rejected(
             DlqReason.timestamp_in_future,
