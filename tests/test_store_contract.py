@@ -160,6 +160,11 @@ async def test_hybrid_search_is_both_channels_and_can_leave_vectors_out(
     assert only_text[0] == [] and ids_scores(only_text[1]) == ids_scores(sparse)
     only_vector = await store.search_hybrid("app", "alice", vector, None, 5)
     assert ids_scores(only_vector[0]) == ids_scores(dense) and only_vector[1] == []
+    # A query vector of another size (the store was re-embedded, this process was not):
+    # vector recall finds nothing, text recall still answers.
+    other_size = np.ones(48, dtype=np.float32) / np.sqrt(48)
+    mismatched = await store.search_hybrid("app", "alice", other_size, query, 5)
+    assert mismatched[0] == [] and ids_scores(mismatched[1]) == ids_scores(sparse)
 
 
 async def test_replayed_batches_never_duplicate(store: MemoryStore, embedder: Embedder) -> None:

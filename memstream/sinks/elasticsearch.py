@@ -439,33 +439,16 @@ class ElasticsearchStore(MemoryStore):
         *,
         vectors: bool = True,
     ) -> list[Hit]:
-        query = np.asarray(vector, dtype=np.float32)
         try:
             response = await self._client.search(
-                index=self._target,
-                knn={
-                    "field": "vector",
-                    "query_vector": query.tolist(),
-                    "k": k,
-                    "num_candidates": max(100, 2 * k),
-                    "filter": _filters(owner_id, user_id, flt),
-                },
-                size=k,
-                source_excludes=None if vectors else ["vector"],
+                index=self._target, **_knn_body(owner_id, user_id, vector, k, flt, vectors)
             )
         except BadRequestError as exc:
-            if "dim" not in str(exc).lower():
+            if not _is_dims_error(str(exc)):
                 raise
-            # The live version was re-embedded at another size and this process still runs
-            # the old embedder: vector recall is skipped (text recall still answers) until it
-            # is restarted with the new one.
-            log.warning("vector search skipped on %s: %s", self._target, exc)
+            self._skip_vectors(str(exc))
             return []
-        # ES reports cosine as (1 + cos) / 2; map it back to the cosine itself.
-        return [
-            Hit(MemoryNode.model_validate(h["_source"]), 2.0 * float(h["_score"]) - 1.0)
-            for h in response["hits"]["hits"]
-        ]
+        return _vector_hits(response)
 
     async def search_text(
         self,
@@ -477,27 +460,122 @@ class ElasticsearchStore(MemoryStore):
         *,
         vectors: bool = True,
     ) -> list[Hit]:
-        terms = query_terms(text)
-        if not terms:
+        body = _text_body(owner_id, user_id, text, k, flt, vectors)
+        if body is None:
             return []
-        response = await self._client.search(
-            index=self._target,
-            query={
-                "bool": {
-                    "must": [{"match": {"content": {"query": " ".join(terms)}}}],
-                    "filter": _filters(owner_id, user_id, flt),
-                }
-            },
-            size=k,
-            source_excludes=None if vectors else ["vector"],
-        )
-        return [
-            Hit(MemoryNode.model_validate(h["_source"]), float(h["_score"]))
-            for h in response["hits"]["hits"]
-        ]
+        response = await self._client.search(index=self._target, **body)
+        return _text_hits(response)
+
+    async def search_hybrid(
+        self,
+        owner_id: str,
+        user_id: str,
+        vector: npt.NDArray[np.float32] | None,
+        text: str | None,
+        k: int,
+        flt: MemoryFilter = MemoryFilter(),
+        *,
+        vectors: bool = True,
+    ) -> tuple[list[Hit], list[Hit]]:
+        """Both channels in one ``_msearch`` round trip."""
+        searches: list[dict[str, Any]] = []
+        if vector is not None:
+            searches += [{}, _knn_body(owner_id, user_id, vector, k, flt, vectors)]
+        text_body = None if text is None else _text_body(owner_id, user_id, text, k, flt, vectors)
+        if text_body is not None:
+            searches += [{}, text_body]
+        if not searches:
+            return [], []
+        response = await self._client.msearch(index=self._target, searches=searches)
+        answers = list(response["responses"])
+        dense: list[Hit] = []
+        if vector is not None:
+            answer = answers.pop(0)
+            error = answer.get("error")
+            if error is None:
+                dense = _vector_hits(answer)
+            elif _is_dims_error(str(error)):
+                self._skip_vectors(str(error))
+            else:
+                raise RuntimeError(f"vector search failed on {self._target}: {error}")
+        sparse: list[Hit] = []
+        if text_body is not None:
+            answer = answers.pop(0)
+            if answer.get("error") is not None:
+                raise RuntimeError(f"text search failed on {self._target}: {answer['error']}")
+            sparse = _text_hits(answer)
+        return dense, sparse
+
+    def _skip_vectors(self, detail: str) -> None:
+        # The live version was re-embedded at another size and this process still runs the
+        # old embedder: vector recall is skipped (text recall still answers) until it is
+        # restarted with the new one.
+        log.warning("vector search skipped on %s: %s", self._target, detail)
 
     async def refresh(self) -> None:
         await self._client.indices.refresh(index=self._target)
+
+
+def _knn_body(
+    owner_id: str,
+    user_id: str,
+    vector: npt.NDArray[np.float32],
+    k: int,
+    flt: MemoryFilter,
+    vectors: bool,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "knn": {
+            "field": "vector",
+            "query_vector": np.asarray(vector, dtype=np.float32).tolist(),
+            "k": k,
+            "num_candidates": max(100, 2 * k),
+            "filter": _filters(owner_id, user_id, flt),
+        },
+        "size": k,
+    }
+    if not vectors:
+        body["_source"] = {"excludes": ["vector"]}
+    return body
+
+
+def _text_body(
+    owner_id: str, user_id: str, text: str, k: int, flt: MemoryFilter, vectors: bool
+) -> dict[str, Any] | None:
+    terms = query_terms(text)
+    if not terms:
+        return None
+    body: dict[str, Any] = {
+        "query": {
+            "bool": {
+                "must": [{"match": {"content": {"query": " ".join(terms)}}}],
+                "filter": _filters(owner_id, user_id, flt),
+            }
+        },
+        "size": k,
+    }
+    if not vectors:
+        body["_source"] = {"excludes": ["vector"]}
+    return body
+
+
+def _vector_hits(response: Any) -> list[Hit]:
+    # ES reports cosine as (1 + cos) / 2; map it back to the cosine itself.
+    return [
+        Hit(MemoryNode.model_validate(h["_source"]), 2.0 * float(h["_score"]) - 1.0)
+        for h in response["hits"]["hits"]
+    ]
+
+
+def _text_hits(response: Any) -> list[Hit]:
+    return [
+        Hit(MemoryNode.model_validate(h["_source"]), float(h["_score"]))
+        for h in response["hits"]["hits"]
+    ]
+
+
+def _is_dims_error(detail: str) -> bool:
+    return "dim" in detail.lower()
 
 
 def _version_of(index: str, alias: str) -> int | None:
