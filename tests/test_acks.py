@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from memstream.agents.acks import AckLedger
+import pytest
+
+from memstream.agents.acks import AckLedger, hold_batch
 
 
 @dataclass
@@ -69,3 +72,39 @@ def test_forget_drops_revoked_partitions_without_acking() -> None:
         ledger.track(e)
     ledger.forget({3})
     assert ledger.pending() == 0 and ledger.release(evs[0]) == 0 and log == []
+
+
+def finish_take_events(batch: list[Any]) -> list[bool]:
+    """What Faust's ``take_events`` does when the loop body is left, however it is left."""
+    return [event.ack() for event in batch]
+
+
+def test_a_batch_finished_normally_is_acknowledged_by_faust() -> None:
+    log: list[tuple[int, int]] = []
+    batch = events(0, range(3), log)
+    with hold_batch(batch):
+        pass
+    assert finish_take_events(batch) == [True, True, True]
+
+
+def test_a_batch_cut_short_stays_unacknowledged() -> None:
+    """A graceful stop cancels the agent mid-batch; Faust still acks the batch on the way out,
+    which must not commit records the agent never handled."""
+    log: list[tuple[int, int]] = []
+    batch = events(0, range(3), log)
+    with pytest.raises(asyncio.CancelledError), hold_batch(batch):
+        raise asyncio.CancelledError
+    assert finish_take_events(batch) == [False, False, False]
+    assert all(event.message.refcount == 1 for event in batch)
+
+
+def test_a_held_batch_and_the_ledger_both_must_let_go() -> None:
+    log: list[tuple[int, int]] = []
+    batch = events(0, range(2), log)
+    ledger = AckLedger()
+    with hold_batch(batch):
+        for event in batch:
+            ledger.track(event)
+        ledger.release(batch[0])  # handled; batch[1] stays in an open window
+    assert finish_take_events(batch) == [True, False]
+    assert ledger.release(batch[1]) == 1 and batch[1].message.refcount == 0

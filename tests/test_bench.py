@@ -34,6 +34,7 @@ async def test_bench_ingest_reports(tmp_path: Path) -> None:
     )
     assert {"ingest_msgs_per_s", "bare_faust_msgs_per_s", "ratio", "worker_rss_mb"} <= set(report)
     assert report["ingest_msgs_per_s"] > 0 and report["bare_faust_msgs_per_s"] > 0
+    assert report["bare_worker_consumer_msgs_per_s"] > 0  # its own group: read it all again
     assert report["worker_rss_mb"] > 0
 
 

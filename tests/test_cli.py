@@ -52,6 +52,10 @@ async def test_produce_sends_valid_lines_and_reports_invalid_ones(
     assert sorted(sent) == sorted(line.encode() for line in lines)
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_up_serves_the_demo_and_drains_on_ctrl_c(tmp_path: Path) -> None:
     """`memstream up --load demo` answers within 60 s; Ctrl-C consolidates the open window."""
     api = free_port()
@@ -77,6 +81,9 @@ def test_up_serves_the_demo_and_drains_on_ctrl_c(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # A shell's background job (``make test &``) inherits SIGINT ignored, and so would
+        # this child: Ctrl-C must reach it however the tests were started.
+        preexec_fn=_default_sigint,
     )
     try:
         found: list[dict[str, object]] = []

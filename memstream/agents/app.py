@@ -95,7 +95,14 @@ def create_app(ctx: WorkerContext) -> faust.App:
         assigned = sorted(
             tp.partition for tp in app.consumer.assignment() if tp.topic == k.messages_topic
         )
-        return web.json({**ctx.stats.as_dict(), "assigned_partitions": assigned})
+        return web.json(
+            {
+                **ctx.stats.as_dict(),
+                "assigned_partitions": assigned,
+                # Batches a rebalance cut short; their rest is read again (agents/transport.py).
+                "deliveries_interrupted": getattr(app.consumer, "deliveries_interrupted", 0),
+            }
+        )
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:

@@ -1,6 +1,7 @@
 """Ingest agent: decode, validate, window. Invalid input goes to the DLQ; nothing blocks.
 
-Batched with ``take_events``. A timer closes windows that went idle or grew old; graceful
+Batched with ``take_events``; a batch is held uncommitted until it is handled
+(:func:`hold_batch`). A timer closes windows that went idle or grew old; graceful
 shutdown closes the rest.
 
 Open windows live in this process's memory, not in a changelog-backed table. A message's
@@ -16,13 +17,13 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, cast
 
 import faust
 
-from memstream.agents.acks import AckLedger
+from memstream.agents.acks import AckLedger, hold_batch
 from memstream.agents.context import WorkerContext
 from memstream.agents.delivery import InOrderDelivery
 from memstream.agents.windowing import (
@@ -181,56 +182,60 @@ def register_ingest(
             batch, within=s.worker.ingest_batch_seconds
         )
         async for events in batches:
-            now = utcnow()
-            skew = timedelta(seconds=s.window.max_future_skew_seconds)
-            by_key: dict[bytes, list[tuple[ChatMessage | ForgetJob, Any]]] = {}
-            for event in events:
-                if not await delivery.admit(event):
+            with hold_batch(events):
+                await ingest_batch(events)
+
+    async def ingest_batch(events: Sequence[Any]) -> None:
+        now = utcnow()
+        skew = timedelta(seconds=s.window.max_future_skew_seconds)
+        by_key: dict[bytes, list[tuple[ChatMessage | ForgetJob, Any]]] = {}
+        for event in events:
+            if not await delivery.admit(event):
+                continue
+            stats.counters["messages_in"] += 1
+            ledger.track(event)
+            msg = event.message
+            control = _header(msg, CONTROL_HEADER)
+            decoded: ChatMessage | ForgetJob | Rejected
+            if control is not None:
+                decoded = decode_control(msg.key, msg.value, control)
+            else:
+                decoded = decode_message(
+                    msg.key,
+                    msg.value,
+                    max_bytes=s.kafka.max_message_bytes,
+                    now=now,
+                    max_future_skew=skew,
+                )
+            if isinstance(decoded, Rejected):
+                await dead_letter(event, decoded)
+                ledger.release(event)
+                continue
+            key = decoded.key.encode()
+            home = partition_for(key, partitions)
+            if home != msg.partition:
+                await reroute(event, key, home)
+                ledger.release(event)
+                continue
+            by_key.setdefault(key, []).append((decoded, event))
+        for key, items in by_key.items():
+            state = current(key)
+            open_items: list[tuple[ChatMessage, Any]] = []
+            for item, event in items:
+                if isinstance(item, ForgetJob):
+                    state = await erase(key, state, item, event, open_items)
+                    open_items = []
                     continue
-                stats.counters["messages_in"] += 1
-                ledger.track(event)
-                msg = event.message
-                control = _header(msg, CONTROL_HEADER)
-                decoded: ChatMessage | ForgetJob | Rejected
-                if control is not None:
-                    decoded = decode_control(msg.key, msg.value, control)
-                else:
-                    decoded = decode_message(
-                        msg.key,
-                        msg.value,
-                        max_bytes=s.kafka.max_message_bytes,
-                        now=now,
-                        max_future_skew=skew,
-                    )
-                if isinstance(decoded, Rejected):
-                    await dead_letter(event, decoded)
-                    ledger.release(event)
-                    continue
-                key = decoded.key.encode()
-                home = partition_for(key, partitions)
-                if home != msg.partition:
-                    await reroute(event, key, home)
-                    ledger.release(event)
-                    continue
-                by_key.setdefault(key, []).append((decoded, event))
-            for key, items in by_key.items():
-                state = current(key)
-                open_items: list[tuple[ChatMessage, Any]] = []
-                for item, event in items:
-                    if isinstance(item, ForgetJob):
-                        state = await erase(key, state, item, event, open_items)
-                        open_items = []
-                        continue
-                    raw = event.message.value  # what ``item`` was validated from
-                    state, jobs = add_message(state, item, now, s.window, raw)
-                    for job in jobs:
-                        await emit(job)
-                        release(key, job)
-                    open_items.append((item, event))
-                    stats.counters["messages_windowed"] += 1
-                keep(key, state)
-                hold(key, state, open_items)
-            stats.counters["acks_pending"] = ledger.pending()
+                raw = event.message.value  # what ``item`` was validated from
+                state, jobs = add_message(state, item, now, s.window, raw)
+                for job in jobs:
+                    await emit(job)
+                    release(key, job)
+                open_items.append((item, event))
+                stats.counters["messages_windowed"] += 1
+            keep(key, state)
+            hold(key, state, open_items)
+        stats.counters["acks_pending"] = ledger.pending()
 
     async def erase(
         key: bytes,
@@ -267,6 +272,7 @@ def register_ingest(
             await (await emit(job))
             keep(key, advance_after(current(key), job))
             release(key, job)
+        stats.counters["acks_pending"] = ledger.pending()  # a gauge: windows closed above
 
     async def drain(process: InlineProcess) -> int:
         """Close every open window of this worker and consolidate it inline."""

@@ -13,11 +13,13 @@ import asyncio
 import base64
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any, cast
 
 import faust
 from pydantic import ValidationError
 
+from memstream.agents.acks import hold_batch
 from memstream.agents.context import WorkerContext
 from memstream.agents.delivery import InOrderDelivery
 from memstream.agents.processor import JobOutcome, JobProcessor
@@ -109,26 +111,30 @@ def register_jobs(
     async def consume_jobs(stream: faust.StreamT[bytes]) -> None:
         await ctx.ensure_store()
         async for events in cast(faust.Stream[bytes], stream).take_events(64, within=0.2):
-            parsed: list[tuple[Any, AnyJob]] = []
-            for event in events:
-                if not await delivery.admit(event):
-                    continue
-                try:
-                    parsed.append((event.message, parse_job(event.message.value or b"")))
-                except ValidationError as exc:
-                    await dead_letter(event.message, DlqReason.invalid_value, str(exc))
-            if not parsed:
+            with hold_batch(events):
+                await run_batch(events)
+
+    async def run_batch(events: Sequence[Any]) -> None:
+        parsed: list[tuple[Any, AnyJob]] = []
+        for event in events:
+            if not await delivery.admit(event):
                 continue
             try:
-                outcomes = await processor.process([job for _, job in parsed])
-            except Exception as exc:
-                log.warning("batch of %d jobs failed (%r); retrying one by one", len(parsed), exc)
-                for msg, job in parsed:
-                    await run_one(msg, job)
-                continue
-            for (msg, job), outcome in zip(parsed, outcomes, strict=True):
-                if not await settle(msg, job, outcome):
-                    await run_one(msg, job)
+                parsed.append((event.message, parse_job(event.message.value or b"")))
+            except ValidationError as exc:
+                await dead_letter(event.message, DlqReason.invalid_value, str(exc))
+        if not parsed:
+            return
+        try:
+            outcomes = await processor.process([job for _, job in parsed])
+        except Exception as exc:
+            log.warning("batch of %d jobs failed (%r); retrying one by one", len(parsed), exc)
+            for msg, job in parsed:
+                await run_one(msg, job)
+            return
+        for (msg, job), outcome in zip(parsed, outcomes, strict=True):
+            if not await settle(msg, job, outcome):
+                await run_one(msg, job)
 
     if processor.reflects and ctx.scheduler is not None:
         scheduler = ctx.scheduler

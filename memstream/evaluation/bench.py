@@ -242,6 +242,9 @@ async def bench_ingest(
         async with embedded_pipeline(settings, Path(tmp), start_worker=False) as pipeline:
             produce_s = await pipeline.produce(batch)
             bare = await asyncio.to_thread(_run_bare, settings, messages, Path(tmp) / "bare.log")
+            bare_batched = await asyncio.to_thread(
+                _run_bare, settings, messages, Path(tmp) / "bare-batched.log", worker_consumer=True
+            )
             pipeline.start_worker()
             first = await pipeline.wait(
                 lambda s: int(s.get("messages_in", 0)) > 0, within=120, what="first message"
@@ -260,6 +263,7 @@ async def bench_ingest(
             pipeline.worker.kill()  # a bench: no need to consolidate 100k messages on the way out
     ingest_rate = messages / ingest_s
     bare_rate = bare["messages"] / bare["seconds"]
+    batched_rate = bare_batched["messages"] / bare_batched["seconds"]
     return {
         "benchmark": "ingest",
         "messages": messages,
@@ -269,13 +273,19 @@ async def bench_ingest(
         "ingest_msgs_per_s": round(ingest_rate, 1),
         "bare_faust_msgs_per_s": round(bare_rate, 1),
         "ratio": round(ingest_rate / bare_rate, 3),
+        "bare_worker_consumer_msgs_per_s": round(batched_rate, 1),
+        "ratio_same_consumer": round(ingest_rate / batched_rate, 3),
         "worker_rss_mb": worker_rss,
         "note": "ingest = first message seen to all windowed (stats polled every 50 ms); "
-        "windows sized so none closes during the run; the embedder is loaded in the worker",
+        "windows sized so none closes during the run; the embedder is loaded in the worker; "
+        "bare_faust = stock Faust; bare_worker_consumer = the same bare agent on the worker's "
+        "consumer (one delivery task per fetched batch)",
     }
 
 
-def _run_bare(settings: Settings, expect: int, log_path: Path) -> dict[str, float]:
+def _run_bare(
+    settings: Settings, expect: int, log_path: Path, *, worker_consumer: bool = False
+) -> dict[str, float]:
     import json
     import subprocess
 
@@ -287,8 +297,9 @@ def _run_bare(settings: Settings, expect: int, log_path: Path) -> dict[str, floa
         settings.kafka.messages_topic,
         str(settings.kafka.partitions),
         str(expect),
-        f"bare-{settings.worker.app_id}",
+        f"bare-{settings.worker.app_id}" + ("-worker-consumer" if worker_consumer else ""),
         str(log_path.with_suffix(".json")),
+        *(["worker-consumer"] if worker_consumer else []),
     ]
     with log_path.open("wb") as log:
         subprocess.run(cmd, stdout=log, stderr=log, timeout=1800, check=True)
