@@ -113,7 +113,7 @@ def settings_cmd() -> None:
 @click.pass_context
 def worker(ctx: click.Context, loglevel: str) -> None:
     """Run a Faust worker: ingest, windows, consolidation jobs."""
-    from memstream.agents.worker import run_worker
+    from memstream.worker.run import run_worker
 
     run_worker(_settings(ctx), loglevel=loglevel)
 
@@ -244,7 +244,7 @@ def rebuild(
     The live version serves throughout. Interrupted, it leaves the live version untouched;
     run it again and it starts over (the unfinished version is dropped first).
     """
-    from memstream.agents.rebuild import run_rebuild
+    from memstream.rebuild.run import run_rebuild
     from memstream.sinks.base import StoreVersionError
 
     if reembed and source != "events":

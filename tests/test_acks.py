@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from memstream.agents.acks import AckLedger, hold_batch
+from memstream.worker.acks import AckLedger, hold_batch
 
 
 @dataclass

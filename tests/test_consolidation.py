@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from memstream.agents.consolidation import is_substantive, observations_verbatim
-from memstream.agents.windowing import WindowState, close_window
+from memstream.consolidation.verbatim import is_substantive, observations_verbatim
+from memstream.consolidation.windowing import WindowState, close_window
 from memstream.schemas import ChatMessage, WindowTrigger, memory_id
 
 T0 = datetime(2024, 7, 10, 9, 0, tzinfo=UTC)

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memstream.agents import llm_consolidation as lc
-from memstream.agents.processor import JobProcessor
 from memstream.config import EmbedderSettings, LLMSettings, Settings
+from memstream.consolidation import extract as lc
+from memstream.consolidation.processor import JobProcessor
 from memstream.embedder import Embedder, load_embedder
 from memstream.llm import LLMClient, LLMOutputError, LLMUnavailable, load_llm
 from memstream.llm.openai_backend import OpenAIBackend

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from memstream.agents.processor import JobProcessor
-from memstream.agents.scheduler import ReflectionScheduler
 from memstream.config import Settings
+from memstream.consolidation.processor import JobProcessor
+from memstream.consolidation.scheduler import ReflectionScheduler
 from memstream.embedder import Embedder
 from memstream.llm import LLMUsage, load_llm
 from memstream.schemas import (

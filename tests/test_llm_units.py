@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from memstream.agents import llm_consolidation as lc
-from memstream.agents import reflection as rf
-from memstream.agents.scheduler import ReflectionScheduler
+from memstream.consolidation import extract as lc
+from memstream.consolidation import reflection as rf
+from memstream.consolidation.scheduler import ReflectionScheduler
 from memstream.llm import Completion, ResponseCache, parse_json_object
 from memstream.llm.cache import cache_key
 from memstream.prompts import LANGUAGES, detect_language, load_prompt

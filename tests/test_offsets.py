@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from memstream.agents.offsets import OffsetTracker
+from memstream.worker.offsets import OffsetTracker
 
 
 def run(tracker: OffsetTracker, offsets: list[int], partition: int = 0) -> list[str]:

@@ -14,11 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
-from memstream.agents.rebuild import RebuildReport, run_rebuild
 from memstream.config import Settings
 from memstream.embedder import Embedder
 from memstream.evaluation.bench import produce_memory_events
 from memstream.query.app import create_service
+from memstream.rebuild.run import RebuildReport, run_rebuild
 from memstream.schemas import AddMemoryJob, ChatMessage, ForgetJob, MemoryNode, StoreStatus
 from memstream.sinks import MemoryFilter, MemoryStore, open_store
 from memstream.sinks.base import VersionState
@@ -453,7 +453,7 @@ async def test_writes_racing_the_switch_reach_the_new_version(
     and carries every memory over from the live history rather than lose it.)"""
     from aiokafka import AIOKafkaProducer
 
-    from memstream.agents.rebuild import Rebuild
+    from memstream.rebuild.run import Rebuild
     from memstream.schemas import MemoryEvent
     from memstream.streams.events import event_record
     from tests.memories import observation

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from memstream.agents.replay import ReplayPlan
 from memstream.embedder import Embedder
+from memstream.rebuild.plan import ReplayPlan
 from memstream.streams.codec import CONTROL_HEADER
 from memstream.streams.events import EVENT_HEADER, GENERATION_HEADER
 
@@ -73,7 +73,7 @@ async def test_the_carrier_copies_live_only_jobs_whole(tmp_path: Path, embedder:
     """What a rebuild from messages copies from the live history: a job about a message it
     did not consolidate (with the older memory that job expired, even when that event comes
     first), and changes made by hand; not what it derived itself, nor its own events."""
-    from memstream.agents.rebuild import Carrier
+    from memstream.rebuild.run import Carrier
     from memstream.schemas import MemoryEvent, StoreStatus
     from memstream.sinks.base import MemoryFilter
     from memstream.sinks.sqlite import SQLiteStore

@@ -1,4 +1,4 @@
-"""The worker's Faust consumer delivers each fetched batch in one task (agents/transport.py).
+"""The worker's Faust consumer delivers each fetched batch in one task (worker/transport.py).
 
 A stopped flow (what a rebalance does first) must still cut delivery short where it blocks,
 and leave the read offset at the last record actually handed on, so that Faust's seek back
@@ -17,7 +17,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from faust.types import TP
 
-from memstream.agents.transport import use_fetch_max_wait
+from memstream.worker.transport import use_fetch_max_wait
 from tests.servers import Tansu
 
 pytestmark = pytest.mark.servers

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from memstream.agents.windowing import (
+from memstream.config import WindowSettings
+from memstream.consolidation.windowing import (
     WindowState,
     add_message,
     advance_after,
@@ -12,7 +13,6 @@ from memstream.agents.windowing import (
     due_trigger,
     estimate_tokens,
 )
-from memstream.config import WindowSettings
 from memstream.schemas import ChatMessage, WindowTrigger
 
 T0 = datetime(2024, 7, 10, 9, 0, tzinfo=UTC)

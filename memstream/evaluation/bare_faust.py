@@ -3,7 +3,7 @@
 Run as ``python -m memstream.evaluation.bare_faust BOOTSTRAP TOPIC PARTITIONS EXPECT GROUP OUT
 [worker-consumer]``; writes ``{"messages": n, "seconds": s}`` (first to last message) to the file
 OUT and exits. Stock Faust unless ``worker-consumer`` is given: then the agent runs on the
-worker's own consumer (batch delivery, ``agents/transport.py``), to show what that part is worth
+worker's own consumer (batch delivery, ``worker/transport.py``), to show what that part is worth
 apart from the ingest agent's own work.
 """
 
@@ -20,7 +20,7 @@ import faust
 def main() -> None:
     bootstrap, topic_name, partitions, expect, group, out = sys.argv[1:7]
     if sys.argv[7:] == ["worker-consumer"]:
-        from memstream.agents.transport import use_fetch_max_wait
+        from memstream.worker.transport import use_fetch_max_wait
 
         use_fetch_max_wait(100)
     app = faust.App(

@@ -373,8 +373,8 @@ async def bench_rebuild(
 ) -> dict[str, Any]:
     """``rebuild --from events`` of users × per_user memories (a twentieth later deleted, one
     user forgotten) on an embedded broker, into the configured store."""
-    from memstream.agents.rebuild import run_rebuild
     from memstream.evaluation.harness import embedded_pipeline
+    from memstream.rebuild.run import run_rebuild
 
     embedder = load_embedder(base.embedder)
     with tempfile.TemporaryDirectory(prefix="memstream-bench-") as tmp:

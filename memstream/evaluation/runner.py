@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 
-from memstream.agents.app import final_stats_path
 from memstream.config import Settings
 from memstream.embedder import load_embedder
 from memstream.evaluation.harness import (
@@ -26,6 +25,7 @@ from memstream.evaluation.locomo import Conversation, Question, load, recall, su
 from memstream.query.app import create_service
 from memstream.search import RetrievalMode
 from memstream.sinks import open_store
+from memstream.worker.app import final_stats_path
 
 
 async def _ask(

@@ -1,5 +1,5 @@
 """The retrieval query service (FastAPI): reads the store; writes only to the log (management
-jobs, forget). Never imports the agents."""
+jobs, forget). Never imports the worker."""
 
 from __future__ import annotations
 

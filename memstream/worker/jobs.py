@@ -19,10 +19,7 @@ from typing import Any, cast
 import faust
 from pydantic import ValidationError
 
-from memstream.agents.acks import hold_batch
-from memstream.agents.context import WorkerContext
-from memstream.agents.delivery import InOrderDelivery
-from memstream.agents.processor import JobOutcome, JobProcessor
+from memstream.consolidation.processor import JobOutcome, JobProcessor
 from memstream.schemas import (
     AnyJob,
     ConsolidationJob,
@@ -36,6 +33,9 @@ from memstream.schemas import (
     utcnow,
 )
 from memstream.streams.events import event_record
+from memstream.worker.acks import hold_batch
+from memstream.worker.context import WorkerContext
+from memstream.worker.delivery import InOrderDelivery
 
 log = logging.getLogger(__name__)
 

@@ -7,15 +7,15 @@ import logging
 
 import faust
 
-from memstream.agents.app import create_app
-from memstream.agents.context import WorkerContext, WorkerStats
-from memstream.agents.scheduler import ReflectionScheduler
 from memstream.config import Settings
+from memstream.consolidation.scheduler import ReflectionScheduler
 from memstream.embedder import load_embedder
 from memstream.llm import load_llm
 from memstream.runtime import tune_gc
 from memstream.sinks import open_store
 from memstream.streams.topics import create_topics
+from memstream.worker.app import create_app
+from memstream.worker.context import WorkerContext, WorkerStats
 
 
 def build_worker_app(settings: Settings) -> tuple[faust.App, WorkerContext]:

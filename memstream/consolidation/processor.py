@@ -20,11 +20,11 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from memstream.agents import llm_consolidation as lc
-from memstream.agents import reflection as rf
-from memstream.agents.consolidation import is_substantive, observations_verbatim
-from memstream.agents.scheduler import ReflectionScheduler
 from memstream.config import Settings
+from memstream.consolidation import extract as lc
+from memstream.consolidation import reflection as rf
+from memstream.consolidation.scheduler import ReflectionScheduler
+from memstream.consolidation.verbatim import is_substantive, observations_verbatim
 from memstream.embedder import Embedder
 from memstream.llm import LLMClient, LLMError
 from memstream.prompts import detect_language, load_prompt

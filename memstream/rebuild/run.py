@@ -24,12 +24,12 @@ from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel, Field
 from tqdm import tqdm
 
-from memstream.agents.processor import JobOutcome, JobProcessor
-from memstream.agents.replay import ReplayPlan
-from memstream.agents.windowing import WindowState, add_message, close_window, due_trigger
 from memstream.config import Settings
+from memstream.consolidation.processor import JobOutcome, JobProcessor
+from memstream.consolidation.windowing import WindowState, add_message, close_window, due_trigger
 from memstream.embedder import Embedder
 from memstream.llm import LLMClient
+from memstream.rebuild.plan import ReplayPlan
 from memstream.schemas import (
     AnyJob,
     ChatMessage,

@@ -23,10 +23,7 @@ from typing import Any, cast
 
 import faust
 
-from memstream.agents.acks import AckLedger, hold_batch
-from memstream.agents.context import WorkerContext
-from memstream.agents.delivery import InOrderDelivery
-from memstream.agents.windowing import (
+from memstream.consolidation.windowing import (
     WindowState,
     add_message,
     advance_after,
@@ -44,6 +41,9 @@ from memstream.schemas import (
 )
 from memstream.streams.codec import CONTROL_HEADER, Rejected, decode_control, decode_message
 from memstream.streams.partitioning import partition_for
+from memstream.worker.acks import AckLedger, hold_batch
+from memstream.worker.context import WorkerContext
+from memstream.worker.delivery import InOrderDelivery
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,12 @@ from typing import Any
 
 import faust
 
-from memstream.agents.context import WorkerContext
-from memstream.agents.ingest import register_ingest
-from memstream.agents.jobs import register_jobs
-from memstream.agents.transport import use_fetch_max_wait
 from memstream.metrics import worker_metrics
 from memstream.schemas import ConsolidationJob
+from memstream.worker.context import WorkerContext
+from memstream.worker.ingest import register_ingest
+from memstream.worker.jobs import register_jobs
+from memstream.worker.transport import use_fetch_max_wait
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def create_app(ctx: WorkerContext) -> faust.App:
         stream_buffer_maxsize=s.worker.stream_buffer,
         web_bind=s.worker.web_host,
         web_in_thread=False,
-        # Messages of open windows stay unacknowledged on purpose (see agents/ingest.py):
+        # Messages of open windows stay unacknowledged on purpose (see worker/ingest.py):
         # shutdown must not wait for them, and a partition's commit may pause for as long
         # as a window may stay open.
         stream_wait_empty=False,
@@ -99,7 +99,7 @@ def create_app(ctx: WorkerContext) -> faust.App:
             {
                 **ctx.stats.as_dict(),
                 "assigned_partitions": assigned,
-                # Batches a rebalance cut short; their rest is read again (agents/transport.py).
+                # Batches a rebalance cut short; their rest is read again (worker/transport.py).
                 "deliveries_interrupted": getattr(app.consumer, "deliveries_interrupted", 0),
             }
         )

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from memstream.agents.llm_consolidation import format_time
+from memstream.consolidation.extract import format_time
 from memstream.schemas.memory import EventTime, MemoryNode, MemoryType, StoreStatus
 
 STEP = "reflect"

@@ -1,4 +1,4 @@
-"""Contiguous delivery per partition for an agent's source topic (see ``agents/offsets.py``)."""
+"""Contiguous delivery per partition for an agent's source topic (see ``worker/offsets.py``)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any, cast
 import faust
 from faust.types import TP
 
-from memstream.agents.context import WorkerStats
-from memstream.agents.offsets import OffsetTracker, Verdict
+from memstream.worker.context import WorkerStats
+from memstream.worker.offsets import OffsetTracker, Verdict
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from memstream.agents.scheduler import ReflectionScheduler
 from memstream.config import Settings
+from memstream.consolidation.scheduler import ReflectionScheduler
 from memstream.embedder import Embedder
 from memstream.llm import LLMClient, LLMUsage
 from memstream.sinks import MemoryStore

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from memstream.agents.consolidation import is_substantive
+from memstream.consolidation.verbatim import is_substantive
 from memstream.schemas.jobs import ConsolidationJob
 from memstream.schemas.memory import EventTime, MemoryNode, MemoryType, StoreStatus, memory_id
 from memstream.schemas.messages import ChatMessage, Role

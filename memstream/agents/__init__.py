@@ -1,1 +1,0 @@
-"""Faust agents: ingest (validate + window), window timer, jobs (consolidate + write)."""
