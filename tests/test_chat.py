@@ -23,10 +23,10 @@ from memstream.query.terminal import TerminalChat
 from memstream.schemas import ChatMessage, MemoryNode
 from memstream.sinks.sqlite import SQLiteStore
 from memstream.streams.topics import create_topics
-from tests.llm_server import ScriptedLLM
-from tests.memories import observation
-from tests.pipeline import pipeline_env, read_topic
-from tests.servers import Tansu
+from tests.support.llm_server import ScriptedLLM
+from tests.support.memories import observation
+from tests.support.pipeline import pipeline_env, read_topic
+from tests.support.servers import Tansu
 
 pytestmark = pytest.mark.servers
 

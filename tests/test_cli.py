@@ -15,8 +15,8 @@ import pytest
 
 from memstream.embedded import free_port
 from memstream.streams.topics import create_topics
-from tests.pipeline import pipeline_env, read_topic, settings_from
-from tests.servers import Tansu
+from tests.support.pipeline import pipeline_env, read_topic, settings_from
+from tests.support.servers import Tansu
 
 pytestmark = pytest.mark.servers
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ import pytest
 from memstream.schemas import ChatMessage, DlqReason
 from memstream.streams.codec import Rejected, decode_message
 from memstream.streams.partitioning import partition_for
-from tests.test_schemas import VALID
+from tests.support.memories import VALID
 
 NOW = datetime(2024, 7, 10, 12, 0, tzinfo=UTC)
 GOOD = VALID

@@ -164,7 +164,7 @@ async def test_eval_runs_on_a_small_slice(tmp_path: Path) -> None:
 async def test_eval_with_a_model_counts_its_calls(tmp_path: Path) -> None:
     """The same slice with a generation model (the scripted test server): the report's LLM
     cost is what the server counted, shutdown drain included."""
-    from tests.llm_server import ScriptedLLM
+    from tests.support.llm_server import ScriptedLLM
 
     path, messages, _ = _slice(tmp_path)
     server = ScriptedLLM().start()

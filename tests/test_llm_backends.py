@@ -21,8 +21,8 @@ from memstream.prompts import load_prompt
 from memstream.schemas import ChatMessage, ConsolidationJob, MemoryEvent, WindowTrigger
 from memstream.sinks.base import MemoryFilter
 from memstream.sinks.sqlite import SQLiteStore
-from tests.llm_server import Faults, ScriptedLLM
-from tests.smollm import smollm_server
+from tests.support.llm_server import Faults, ScriptedLLM
+from tests.support.smollm import smollm_server
 
 
 @pytest.fixture(scope="module")

@@ -22,10 +22,17 @@ from memstream.schemas import (
 from memstream.sinks import MemoryFilter, open_store
 from memstream.streams.producer import MessageProducer
 from memstream.streams.topics import create_topics
-from tests.llm_server import Faults, ScriptedLLM
-from tests.memories import OWNER, Script, scenario
-from tests.pipeline import Worker, dead_letters, pipeline_env, read_topic, settings_from, wait_for
-from tests.servers import Tansu
+from tests.support.llm_server import Faults, ScriptedLLM
+from tests.support.memories import OWNER, Script, scenario
+from tests.support.pipeline import (
+    Worker,
+    dead_letters,
+    pipeline_env,
+    read_topic,
+    settings_from,
+    wait_for,
+)
+from tests.support.servers import Tansu
 
 pytestmark = pytest.mark.servers
 

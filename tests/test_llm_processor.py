@@ -26,8 +26,8 @@ from memstream.schemas import (
 )
 from memstream.sinks.base import MemoryFilter
 from memstream.sinks.sqlite import SQLiteStore
-from tests.llm_server import Faults, ScriptedLLM
-from tests.memories import FOOD_MESSAGES
+from tests.support.llm_server import Faults, ScriptedLLM
+from tests.support.memories import FOOD_MESSAGES
 
 ALL = MemoryFilter(statuses=(StoreStatus.valid, StoreStatus.expired))
 

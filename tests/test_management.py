@@ -17,8 +17,8 @@ from memstream.schemas import ChatMessage, MemoryEvent, MemoryEventType, MemoryT
 from memstream.sinks import open_store
 from memstream.streams.producer import MessageProducer
 from memstream.streams.topics import create_topics
-from tests.pipeline import Worker, pipeline_env, read_topic, settings_from, wait_for
-from tests.servers import Tansu
+from tests.support.pipeline import Worker, pipeline_env, read_topic, settings_from, wait_for
+from tests.support.servers import Tansu
 
 pytestmark = pytest.mark.servers
 

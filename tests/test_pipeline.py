@@ -17,7 +17,7 @@ from memstream.schemas import ChatMessage, ConsolidationJob, MemoryEvent, parse_
 from memstream.sinks import MemoryFilter, MemoryStore, open_store
 from memstream.streams.producer import MessageProducer
 from memstream.streams.topics import create_topics
-from tests.pipeline import (
+from tests.support.pipeline import (
     DataSet,
     Worker,
     dead_letters,
@@ -27,7 +27,7 @@ from tests.pipeline import (
     settings_from,
     wait_for,
 )
-from tests.servers import Noida, Tansu
+from tests.support.servers import Noida, Tansu
 
 pytestmark = pytest.mark.servers
 

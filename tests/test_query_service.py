@@ -14,7 +14,7 @@ from memstream.embedder import Embedder
 from memstream.query.app import create_service
 from memstream.schemas import StoreStatus
 from memstream.sinks.sqlite import SQLiteStore
-from tests.memories import observation
+from tests.support.memories import observation
 
 T0 = datetime(2024, 5, 2, 19, 6, tzinfo=UTC)
 FACTS = [

@@ -24,10 +24,10 @@ from memstream.sinks import MemoryFilter, MemoryStore, open_store
 from memstream.sinks.base import VersionState
 from memstream.streams.producer import MessageProducer
 from memstream.streams.topics import create_topics
-from tests.llm_server import ScriptedLLM
-from tests.memories import OWNER, scenario
-from tests.pipeline import Worker, pipeline_env, settings_from, wait_for
-from tests.servers import Tansu
+from tests.support.llm_server import ScriptedLLM
+from tests.support.memories import OWNER, scenario
+from tests.support.pipeline import Worker, pipeline_env, settings_from, wait_for
+from tests.support.servers import Tansu
 
 pytestmark = pytest.mark.servers
 
@@ -456,7 +456,7 @@ async def test_writes_racing_the_switch_reach_the_new_version(
     from memstream.rebuild.run import Rebuild
     from memstream.schemas import MemoryEvent
     from memstream.streams.events import event_record
-    from tests.memories import observation
+    from tests.support.memories import observation
 
     _, settings = await isolated(backend, tansu, tmp_path, request)
     _, expected = await produce_memory_events(settings, embedder, users=10, per_user=20)

@@ -79,7 +79,7 @@ async def test_the_carrier_copies_live_only_jobs_whole(tmp_path: Path, embedder:
     from memstream.sinks.sqlite import SQLiteStore
     from memstream.streams.events import event_record
     from memstream.streams.reader import Record
-    from tests.memories import observation
+    from tests.support.memories import observation
 
     t = datetime(2024, 5, 1, tzinfo=UTC)
     alibaba = observation(embedder, "I work at Alibaba.", t, "m1", mid="alibaba")

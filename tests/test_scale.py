@@ -17,8 +17,8 @@ from memstream.config import Settings
 from memstream.sinks import MemoryFilter, MemoryStore, open_store
 from memstream.streams.producer import MessageProducer
 from memstream.streams.topics import create_topics
-from tests.pipeline import DataSet, Worker, make_dataset, pipeline_env, wait_for
-from tests.servers import Tansu
+from tests.support.pipeline import DataSet, Worker, make_dataset, pipeline_env, wait_for
+from tests.support.servers import Tansu
 
 pytestmark = pytest.mark.servers
 

@@ -10,15 +10,7 @@ from pydantic import ValidationError
 
 from memstream.schemas import ChatMessage, MemoryEvent, MemoryNode, memory_id, split_user_key
 from memstream.schemas.messages import JSON_SCHEMA_PATH, chat_message_json_schema
-
-VALID = {
-    "message_id": "m-1",
-    "owner_id": "app",
-    "user_id": "u-1",
-    "role": "user",
-    "content": "I like tea",
-    "sent_at": "2024-07-10T09:30:00+08:00",
-}
+from tests.support.memories import VALID
 
 
 def test_committed_json_schema_matches_the_model() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from memstream.streams.topics import TopicMismatch, create_topics, topic_specs
-from tests.pipeline import pipeline_env, settings_from
-from tests.servers import Tansu
+from tests.support.pipeline import pipeline_env, settings_from
+from tests.support.servers import Tansu
 
 pytestmark = pytest.mark.servers
 

