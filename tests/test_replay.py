@@ -73,7 +73,8 @@ async def test_the_carrier_copies_live_only_jobs_whole(tmp_path: Path, embedder:
     """What a rebuild from messages copies from the live history: a job about a message it
     did not consolidate (with the older memory that job expired, even when that event comes
     first), and changes made by hand; not what it derived itself, nor its own events."""
-    from memstream.rebuild.run import Carrier
+    from memstream.rebuild.carry import Carrier
+    from memstream.rebuild.report import RebuildCounts
     from memstream.schemas import MemoryEvent, StoreStatus
     from memstream.sinks.base import MemoryFilter
     from memstream.sinks.sqlite import SQLiteStore
@@ -111,7 +112,7 @@ async def test_the_carrier_copies_live_only_jobs_whole(tmp_path: Path, embedder:
             self.events.append(event)
 
     published = Published()
-    counts = {"carried_over": 0}
+    counts = RebuildCounts()
     async with SQLiteStore(tmp_path / "c.db") as store:
         carrier = Carrier(store, ReplayPlan(), counts, published, {"m1"})  # type: ignore[arg-type]
         await carrier.find_jobs(records)
@@ -125,4 +126,4 @@ async def test_the_carrier_copies_live_only_jobs_whole(tmp_path: Path, embedder:
         }
     assert kept == {"alibaba": StoreStatus.expired, "meituan": StoreStatus.valid, "manual": "valid"}
     assert [e.memory_id for e in published.events] == ["alibaba", "meituan", "manual"]
-    assert counts["carried_over"] == 3
+    assert counts.carried_over == 3

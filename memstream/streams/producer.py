@@ -1,4 +1,5 @@
-"""Async producer helper: ``ChatMessage`` in, keyed record on ``memstream.messages`` out."""
+"""Producers of the project's topics: chat messages and control records keyed by user, and
+memory events (the workers' and a rebuild's), on one pipelined base."""
 
 from __future__ import annotations
 
@@ -9,33 +10,51 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
 from memstream.config import KafkaSettings
+from memstream.schemas.events import GenerationSwitch, MemoryEvent
 from memstream.schemas.jobs import AddMemoryJob, DeleteMemoriesJob, ForgetJob
 from memstream.schemas.messages import ChatMessage
 from memstream.streams.codec import CONTROL_HEADER
+from memstream.streams.events import event_record, switch_record
 
 #: Header that tells consumers the value's content type; informative, not required.
 CONTENT_TYPE = ("content-type", b"application/json")
+#: Sends in flight before a pipelined sender waits for their acks.
+IN_FLIGHT = 1000
 
 
-class MessageProducer:
-    """Produce chat messages keyed by ``owner_id/user_id`` (acks=all, gzip, batched)."""
+class Producer:
+    """One aiokafka producer (acks=all) with pipelined sends: up to ``window`` in flight, then
+    wait for their acks. The base of every producer of the project's own topics."""
 
-    def __init__(self, kafka: KafkaSettings, *, linger_ms: int = 5) -> None:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        *,
+        linger_ms: int = 5,
+        compression: str | None = None,
+        max_request_size: int | None = None,
+        max_batch_size: int = 16384,
+        window: int = IN_FLIGHT,
+    ) -> None:
         self._kafka = kafka
+        self._window = window
         self._producer = AIOKafkaProducer(
             bootstrap_servers=kafka.bootstrap_servers,
             acks="all",
             linger_ms=linger_ms,
-            compression_type="gzip",
-            max_request_size=max(1_048_576, kafka.max_message_bytes * 2),
+            compression_type=compression,
+            max_request_size=max_request_size or max(1_048_576, kafka.max_message_bytes * 2),
+            max_batch_size=max_batch_size,
         )
+        self._inflight: list[asyncio.Future[object]] = []
 
-    async def __aenter__(self) -> MessageProducer:
+    async def __aenter__(self) -> Self:
         await self._producer.start()
         return self
 
@@ -45,7 +64,58 @@ class MessageProducer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._producer.stop()
+        try:
+            if exc is None:
+                await self.flush()
+        finally:
+            await self._producer.stop()
+
+    async def send_pipelined(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
+    ) -> None:
+        """Queue a send; wait for the acks of all queued ones once ``window`` are in flight."""
+        self._inflight.append(
+            await self._producer.send(
+                topic, value=value, key=key, headers=headers, partition=partition
+            )
+        )
+        if len(self._inflight) >= self._window:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Wait for the ack of every queued send."""
+        pending, self._inflight = self._inflight, []
+        if pending:
+            await asyncio.gather(*pending)
+
+    async def send_and_wait(
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
+    ) -> None:
+        await self._producer.send_and_wait(
+            topic, value=value, key=key, headers=headers, partition=partition
+        )
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return set(await self._producer.partitions_for(topic))
+
+
+class MessageProducer(Producer):
+    """Produce chat messages keyed by ``owner_id/user_id`` (acks=all, gzip, batched)."""
+
+    def __init__(self, kafka: KafkaSettings, *, linger_ms: int = 5) -> None:
+        super().__init__(kafka, linger_ms=linger_ms, compression="gzip")
 
     async def send(self, message: ChatMessage) -> None:
         """Send one message and wait for the broker's ack."""
@@ -53,50 +123,75 @@ class MessageProducer:
 
     async def send_raw(self, key: bytes | None, value: bytes, topic: str | None = None) -> None:
         """Send bytes as they are (for tools and tests that need to send invalid input too)."""
-        await self._producer.send_and_wait(
-            topic or self._kafka.messages_topic, value=value, key=key, headers=[CONTENT_TYPE]
+        await self.send_and_wait(
+            topic or self._kafka.messages_topic, value, key=key, headers=[CONTENT_TYPE]
         )
 
     async def forget(self, job: ForgetJob) -> None:
         """Erase a user: a control record in the user's message stream, acked by the broker.
         The worker erases what came before it (memories, open window) and writes a tombstone
         on the memory log."""
-        await self._producer.send_and_wait(
+        await self.send_and_wait(
             self._kafka.messages_topic,
-            value=job.model_dump_json().encode(),
+            job.model_dump_json().encode(),
             key=job.key.encode(),
             headers=[CONTENT_TYPE, (CONTROL_HEADER, b"forget")],
         )
 
     async def send_job(self, job: AddMemoryJob | DeleteMemoriesJob) -> None:
         """A management job straight onto the jobs topic (serialised with the user's others)."""
-        await self._producer.send_and_wait(
-            self._kafka.jobs_topic, value=job.model_dump_json().encode(), key=job.key.encode()
+        await self.send_and_wait(
+            self._kafka.jobs_topic, job.model_dump_json().encode(), key=job.key.encode()
         )
 
-    async def send_many(self, messages: Iterable[ChatMessage], *, window: int = 1000) -> int:
-        """Pipeline sends (up to ``window`` in flight) and wait for all acks."""
+    async def send_many(self, messages: Iterable[ChatMessage]) -> int:
+        """Pipeline sends and wait for all acks."""
         return await self.send_many_raw(
-            ((m.key.encode(), m.model_dump_json().encode()) for m in messages), window=window
+            (m.key.encode(), m.model_dump_json().encode()) for m in messages
         )
 
-    async def send_many_raw(
-        self, records: Iterable[tuple[bytes | None, bytes]], *, window: int = 1000
-    ) -> int:
-        pending: list[asyncio.Future[object]] = []
+    async def send_many_raw(self, records: Iterable[tuple[bytes | None, bytes]]) -> int:
         sent = 0
         for key, value in records:
-            pending.append(
-                await self._producer.send(
-                    self._kafka.messages_topic, value=value, key=key, headers=[CONTENT_TYPE]
-                )
+            await self.send_pipelined(
+                self._kafka.messages_topic, value, key=key, headers=[CONTENT_TYPE]
             )
             sent += 1
-            if len(pending) >= window:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
+        await self.flush()
         return sent
+
+
+class EventPublisher(Producer):
+    """Memory events onto ``memstream.memories``, uncompressed as the workers write them
+    (vectors barely compress). With a ``generation`` (a rebuild from messages) every event is
+    tagged with it, and :meth:`switch_markers` closes the generation on every partition."""
+
+    def __init__(
+        self, kafka: KafkaSettings, *, generation: int | None = None, linger_ms: int = 20
+    ) -> None:
+        super().__init__(
+            kafka,
+            linger_ms=linger_ms,
+            max_request_size=4 * 1024 * 1024,
+            max_batch_size=1 << 20,
+        )
+        self.generation = generation
+
+    async def publish(self, event: MemoryEvent) -> None:
+        if self.generation is not None:
+            event.generation = self.generation
+        key, value, headers = event_record(event)
+        await self.send_pipelined(self._kafka.memories_topic, value, key=key, headers=headers)
+
+    async def switch_markers(self) -> None:
+        """One marker per partition, after every tagged event of the generation."""
+        if self.generation is None:
+            raise ValueError("switch markers close a generation; this publisher has none")
+        await self.flush()
+        value, headers = switch_record(GenerationSwitch(generation=self.generation))
+        topic = self._kafka.memories_topic
+        for partition in sorted(await self.partitions_for(topic)):
+            await self.send_and_wait(topic, value, headers=headers, partition=partition)
 
 
 @asynccontextmanager
@@ -163,7 +258,7 @@ async def produce_file(
                 yield message.key.encode(), value
 
     async with MessageProducer(kafka) as producer:
-        report.sent = await producer.send_many_raw(_keyed(records()), window=1000)
+        report.sent = await producer.send_many_raw(_keyed(records()))
     report.seconds = time.perf_counter() - started
     return report
 

@@ -39,8 +39,9 @@ from memstream.schemas import (
     WindowTrigger,
     utcnow,
 )
-from memstream.streams.codec import CONTROL_HEADER, Rejected, decode_control, decode_message
+from memstream.streams.codec import CONTROL_HEADER, Rejected
 from memstream.streams.partitioning import partition_for
+from memstream.streams.routing import route_record
 from memstream.worker.acks import AckLedger, hold_batch
 from memstream.worker.context import WorkerContext
 from memstream.worker.delivery import InOrderDelivery
@@ -195,29 +196,25 @@ def register_ingest(
             stats.counters["messages_in"] += 1
             ledger.track(event)
             msg = event.message
-            control = _header(msg, CONTROL_HEADER)
-            decoded: ChatMessage | ForgetJob | Rejected
-            if control is not None:
-                decoded = decode_control(msg.key, msg.value, control)
-            else:
-                decoded = decode_message(
-                    msg.key,
-                    msg.value,
-                    max_bytes=s.kafka.max_message_bytes,
-                    now=now,
-                    max_future_skew=skew,
-                )
-            if isinstance(decoded, Rejected):
-                await dead_letter(event, decoded)
+            routed = route_record(
+                msg.key,
+                msg.value,
+                _header(msg, CONTROL_HEADER),
+                partitions=partitions,
+                max_bytes=s.kafka.max_message_bytes,
+                now=now,
+                max_future_skew=skew,
+            )
+            if isinstance(routed, Rejected):
+                await dead_letter(event, routed)
                 ledger.release(event)
                 continue
-            key = decoded.key.encode()
-            home = partition_for(key, partitions)
-            if home != msg.partition:
-                await reroute(event, key, home)
+            key = routed.key
+            if routed.home != msg.partition:
+                await reroute(event, key, routed.home)
                 ledger.release(event)
                 continue
-            by_key.setdefault(key, []).append((decoded, event))
+            by_key.setdefault(key, []).append((routed.item, event))
         for key, items in by_key.items():
             state = current(key)
             open_items: list[tuple[ChatMessage, Any]] = []
