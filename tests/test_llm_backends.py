@@ -17,7 +17,6 @@ from memstream.consolidation.processor import JobProcessor
 from memstream.embedder import Embedder, load_embedder
 from memstream.llm import LLMClient, LLMOutputError, LLMUnavailable, load_llm
 from memstream.llm.openai_backend import OpenAIBackend
-from memstream.prompts import load_prompt
 from memstream.schemas import ChatMessage, ConsolidationJob, MemoryEvent, WindowTrigger
 from memstream.sinks.base import MemoryFilter
 from memstream.sinks.sqlite import SQLiteStore
@@ -47,9 +46,9 @@ async def test_timeouts_are_retried_then_reported(llm_server: ScriptedLLM) -> No
             step="consolidate",
             owner_id="o",
             messages=[{"role": "user", "content": "x"}],
-            schema_name=lc.SCHEMA_NAME,
-            schema=lc.output_schema(),
-            parse=lc.parse_output,
+            schema_name=lc.CONSOLIDATE.schema_name,
+            schema=lc.CONSOLIDATE.schema(),
+            parse=lc.CONSOLIDATE.parse,
         )
     assert 1.0 <= time.monotonic() - started < 5
     assert client.usage.errors["consolidate:transient"] == 2
@@ -60,7 +59,6 @@ async def test_transient_faults_then_success_are_counted(llm_server: ScriptedLLM
     llm_server.reset()
     llm_server.faults = Faults(rate=0.5, kinds=("429", "500"), seed=3)
     client = _client(llm_server, retries=6)
-    prompt = load_prompt("consolidate", "en")
     for i in range(10):
         message = {
             "id": 1,
@@ -72,10 +70,10 @@ async def test_transient_faults_then_success_are_counted(llm_server: ScriptedLLM
         out = await client.structured(
             step="consolidate",
             owner_id=f"owner-{i % 2}",
-            messages=prompt.render(name="Ann", input=payload),
-            schema_name=lc.SCHEMA_NAME,
-            schema=lc.output_schema(),
-            parse=lc.parse_output,
+            messages=lc.CONSOLIDATE.render("en", name="Ann", payload=payload),
+            schema_name=lc.CONSOLIDATE.schema_name,
+            schema=lc.CONSOLIDATE.schema(),
+            parse=lc.CONSOLIDATE.parse,
         )
         assert out.facts[0].content == f"I like tea {i}"
     usage = client.usage.as_dict()
@@ -202,7 +200,6 @@ async def test_dashscope_backend_speaks_its_protocol(llm_server: ScriptedLLM) ->
         )
     )
     assert client is not None
-    prompt = load_prompt("consolidate", "zh")
     message = {
         "id": 1,
         "time": "2024-07-10 09:00 Wednesday",
@@ -212,10 +209,12 @@ async def test_dashscope_backend_speaks_its_protocol(llm_server: ScriptedLLM) ->
     out = await client.structured(
         step="consolidate",
         owner_id="o",
-        messages=prompt.render(name="小李", input=json.dumps({"messages": [message]})),
-        schema_name=lc.SCHEMA_NAME,
-        schema=lc.output_schema(1),
-        parse=lc.parse_output,
+        messages=lc.CONSOLIDATE.render(
+            "zh", name="小李", payload=json.dumps({"messages": [message]})
+        ),
+        schema_name=lc.CONSOLIDATE.schema_name,
+        schema=lc.CONSOLIDATE.schema(**lc.consolidation_bounds(1)),
+        parse=lc.CONSOLIDATE.parse,
     )
     assert out.facts[0].content == "我在杭州工作。"
     assert client.usage.as_dict()["calls"] == 1 and client.usage.prompt_tokens["consolidate"] > 0
@@ -225,8 +224,8 @@ async def test_dashscope_backend_speaks_its_protocol(llm_server: ScriptedLLM) ->
             step="consolidate",
             owner_id="o",
             messages=[{"role": "user", "content": "x"}],
-            schema_name=lc.SCHEMA_NAME,
-            schema=lc.output_schema(1),
-            parse=lc.parse_output,
+            schema_name=lc.CONSOLIDATE.schema_name,
+            schema=lc.CONSOLIDATE.schema(**lc.consolidation_bounds(1)),
+            parse=lc.CONSOLIDATE.parse,
         )
     await client.close()

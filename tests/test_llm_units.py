@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from memstream.consolidation import extract as lc
 from memstream.consolidation import reflection as rf
 from memstream.consolidation.scheduler import ReflectionScheduler
+from memstream.consolidation.steps import Step
 from memstream.llm import Completion, ResponseCache, parse_json_object
 from memstream.llm.cache import cache_key
 from memstream.prompts import LANGUAGES, detect_language, load_prompt
@@ -135,7 +138,7 @@ def _plan(
 ) -> lc.ConsolidationPlan:
     view = lc.consolidation_input(job, existing)
     return lc.plan_consolidation(
-        job, view, lc.parse_output(output), min_score=2, language="en", recorded_at=NOW
+        job, view, lc.CONSOLIDATE.parse(output), min_score=2, language="en", recorded_at=NOW
     )
 
 
@@ -232,11 +235,11 @@ def test_ids_are_deterministic_and_distinct_per_fact() -> None:
 
 def test_bad_model_output_is_rejected() -> None:
     with pytest.raises(ValueError):
-        lc.parse_output({"facts": [{"content": ""}]})
+        lc.CONSOLIDATE.parse({"facts": [{"content": ""}]})
     with pytest.raises(ValueError):
-        lc.parse_output({"scores": [{"id": 1, "score": 9}]})
+        lc.CONSOLIDATE.parse({"scores": [{"id": 1, "score": 9}]})
     with pytest.raises(ValueError):
-        lc.parse_output({"facts": [{"content": "x", "relation": "maybe"}]})
+        lc.CONSOLIDATE.parse({"facts": [{"content": "x", "relation": "maybe"}]})
 
 
 def test_reconciliation_second_call_applies_decisions() -> None:
@@ -250,7 +253,7 @@ def test_reconciliation_second_call_applies_decisions() -> None:
     lc.apply_reconciliation(
         plan,
         view,
-        lc.parse_reconcile(
+        lc.RECONCILE.parse(
             {
                 "decisions": [
                     {"fact": 1, "relation": "contradicts", "existing": 1},
@@ -289,7 +292,7 @@ def test_reflection_plan() -> None:
     )
     view = rf.reflection_input(due, [diet], [(older, newer)])
     assert view.conflicts == [(6, 5)]
-    output = rf.parse_output(
+    output = rf.REFLECT.parse(
         {
             "insights": [
                 {"key": "diet", "value": "noodles", "evidence": [1, 2]},  # existing key: update
@@ -326,7 +329,7 @@ def test_unchanged_insight_is_not_rewritten() -> None:
         recorded_at=NOW,
     )
     view = rf.reflection_input(due, [diet], [])
-    out = rf.parse_output({"insights": [{"key": "diet", "value": "rice", "evidence": [1]}]})
+    out = rf.REFLECT.parse({"insights": [{"key": "diet", "value": "rice", "evidence": [1]}]})
     plan = rf.plan_reflection("o", "u", view, due, out, name="Ann", language="en", recorded_at=NOW)
     assert plan.insights == []
 
@@ -367,12 +370,51 @@ def test_detect_language(texts: list[str], language: str) -> None:
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_prompts_exist_and_render(step: str, language: str) -> None:
     prompt = load_prompt(step, language)
-    system, user = prompt.render(name="Ann", input='{"x": 1}')
+    shape = STEPS[step].shape()
+    system, user = prompt.render(name="Ann", input='{"x": 1}', shape=shape)
     assert system["role"] == "system" and user["role"] == "user"
     assert "Ann" in user["content"] and user["content"].endswith('INPUT:\n{"x": 1}')
     assert ("用户" in system["content"]) == (language == "zh")
+    assert shape in user["content"] and "$" not in user["content"]
     with pytest.raises(KeyError):
-        prompt.render(name="Ann")
+        prompt.render(name="Ann", shape=shape)
+
+
+STEPS = {"consolidate": lc.CONSOLIDATE, "reconcile": lc.RECONCILE, "reflect": rf.REFLECT}
+
+
+@pytest.mark.parametrize("step", list(STEPS.values()), ids=list(STEPS))
+def test_a_steps_schema_and_shape_come_from_its_response_model(step: Step[Any]) -> None:
+    """One definition: the bounds written on the model are the schema's; a call narrows
+    arrays further; the prompt's shape shows types, never a value a model could copy."""
+    schema = step.schema()
+    assert set(schema["required"]) == set(step.model.model_fields)
+    for name, field in step.model.model_fields.items():
+        bound = next((m.max_length for m in field.metadata if hasattr(m, "max_length")), None)
+        assert schema["properties"][name].get("maxItems") == bound
+    first_array = next(n for n, p in schema["properties"].items() if p["type"] == "array")
+    assert step.schema(**{first_array: 2})["properties"][first_array]["maxItems"] == 2
+    assert "$ref" not in json.dumps(schema) and "title" not in json.dumps(schema)
+    shape = step.shape()
+    assert "..." not in shape
+    for name in schema["properties"]:
+        assert f'"{name}"' in shape
+    assert step.parse({}) == step.model()
+
+
+def test_fact_bounds_are_the_models_and_lenient_where_dropping_is_harmless() -> None:
+    schema = lc.CONSOLIDATE.schema(**lc.consolidation_bounds(3))
+    fact = schema["properties"]["facts"]["items"]["properties"]
+    assert schema["properties"]["scores"]["maxItems"] == 3
+    assert schema["properties"]["facts"]["maxItems"] == 6
+    assert fact["content"]["maxLength"] == 400 and fact["keywords"]["maxItems"] == 5
+    assert fact["topic"]["enum"] == ["work", "home", "relationship", "education", "other"]
+    out = lc.CONSOLIDATE.parse(
+        {"facts": [{"content": "x", "keywords": list("abcdefg"), "topic": "hobby"}]}
+    )
+    assert out.facts[0].keywords == list("abcde") and out.facts[0].topic == "other"
+    with pytest.raises(ValueError):
+        lc.CONSOLIDATE.parse({"facts": [{"content": "x" * 401}]})
 
 
 def test_parse_json_object() -> None:

@@ -15,29 +15,33 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from memstream.consolidation.steps import Step, at_most
 from memstream.consolidation.verbatim import is_substantive
 from memstream.schemas.jobs import ConsolidationJob
 from memstream.schemas.memory import EventTime, MemoryNode, MemoryType, StoreStatus, memory_id
 from memstream.schemas.messages import ChatMessage, Role
 
-STEP = "consolidate"
-SCHEMA_NAME = "memstream_consolidation"
 MAX_KEYWORDS = 8
 
 #: Topics that hold one current value: a newer fact on one of them may replace an older one,
 #: however differently it is worded ("I work at Alibaba" / "I just joined Meituan"). Facts on
 #: these topics are reconciled with the user's memories on the same topic.
 EXCLUSIVE_TOPICS = ("work", "home", "relationship", "education")
-TOPICS = (*EXCLUSIVE_TOPICS, "other")
 MAX_FACTS = 60
 
 
 class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+
+Relation = Literal["new", "duplicate", "contradicts", "updates"]
+TopicName = Literal["work", "home", "relationship", "education", "other"]
+#: A topic the schema does not know is read as "other": it holds no single current value.
+Topic = Annotated[TopicName, BeforeValidator(lambda v: v if v in get_args(TopicName) else "other")]
 
 
 class MessageScore(_Lenient):
@@ -53,72 +57,30 @@ class FactEvent(_Lenient):
 
 
 class Fact(_Lenient):
-    sources: list[int] = Field(default_factory=list)
-    content: str = Field(min_length=1, max_length=2000)
-    keywords: list[str] = Field(default_factory=list)
+    sources: Annotated[list[int], at_most(30)] = Field(default_factory=list, max_length=30)
+    content: str = Field(min_length=1, max_length=400)
+    keywords: Annotated[list[Annotated[str, Field(max_length=40)]], at_most(5)] = Field(
+        default_factory=list, max_length=5
+    )
     event: FactEvent = Field(default_factory=FactEvent)
-    topic: str = "other"
-    relation: Literal["new", "duplicate", "contradicts", "updates"] = "new"
+    topic: Topic = "other"
+    relation: Relation = "new"
     existing: int = 0
 
 
 class ConsolidationOutput(_Lenient):
     scores: list[MessageScore] = Field(default_factory=list)
-    facts: list[Fact] = Field(default_factory=list)
+    facts: list[Fact] = Field(default_factory=list, max_length=MAX_FACTS)
 
 
-def output_schema(user_messages: int = MAX_FACTS // 2) -> dict[str, Any]:
-    """The JSON schema sent for structured output (also valid for llama.cpp grammars).
+#: The fused call: info filter, facts with keywords, event time, relation to related memories.
+CONSOLIDATE = Step("consolidate", "memstream_consolidation", ConsolidationOutput)
 
-    Array bounds follow the window (a score per user message, at most two facts each), so a
-    looping model's answer stays finite on grammar-constrained servers.
-    """
+
+def consolidation_bounds(user_messages: int) -> dict[str, int]:
+    """A score per user message and at most two facts each."""
     n = max(1, user_messages)
-    event = {
-        "type": "object",
-        "properties": {
-            "year": {"type": "integer"},
-            "month": {"type": "integer"},
-            "day": {"type": "integer"},
-            "recurring": {"type": "boolean"},
-        },
-        "required": ["year", "month", "day", "recurring"],
-    }
-    fact = {
-        "type": "object",
-        "properties": {
-            "sources": {"type": "array", "items": {"type": "integer"}, "maxItems": 30},
-            "content": {"type": "string", "minLength": 1, "maxLength": 400},
-            "keywords": {
-                "type": "array",
-                "items": {"type": "string", "maxLength": 40},
-                "maxItems": 5,
-            },
-            "event": event,
-            "topic": {"type": "string", "enum": list(TOPICS)},
-            "relation": {"type": "string", "enum": ["new", "duplicate", "contradicts", "updates"]},
-            "existing": {"type": "integer"},
-        },
-        "required": ["sources", "content", "keywords", "event", "topic", "relation", "existing"],
-    }
-    score = {
-        "type": "object",
-        "properties": {"id": {"type": "integer"}, "score": {"type": "integer"}},
-        "required": ["id", "score"],
-    }
-    return {
-        "type": "object",
-        "properties": {
-            "scores": {"type": "array", "items": score, "maxItems": n},
-            "facts": {"type": "array", "items": fact, "maxItems": min(MAX_FACTS, 2 * n)},
-        },
-        "required": ["scores", "facts"],
-    }
-
-
-def parse_output(data: dict[str, Any]) -> ConsolidationOutput:
-    """Validate the model's JSON; raises ``ValueError`` (pydantic's) when it does not fit."""
-    return ConsolidationOutput.model_validate(data)
+    return {"scores": n, "facts": min(MAX_FACTS, 2 * n)}
 
 
 def format_time(when: datetime) -> str:
@@ -314,41 +276,19 @@ def plan_consolidation(
 
 # -- the second call: reconcile new facts with memories found through the facts themselves --
 
-RECONCILE_STEP = "reconcile"
-RECONCILE_SCHEMA_NAME = "memstream_reconciliation"
-
 
 class Decision(_Lenient):
     fact: int
-    relation: Literal["new", "duplicate", "contradicts", "updates"] = "new"
+    relation: Relation = "new"
     existing: int = 0
 
 
 class ReconcileOutput(_Lenient):
-    decisions: list[Decision] = Field(default_factory=list)
+    decisions: list[Decision] = Field(default_factory=list, max_length=MAX_FACTS)
 
 
-def reconcile_schema(facts: int = MAX_FACTS) -> dict[str, Any]:
-    decision = {
-        "type": "object",
-        "properties": {
-            "fact": {"type": "integer"},
-            "relation": {"type": "string", "enum": ["new", "duplicate", "contradicts", "updates"]},
-            "existing": {"type": "integer"},
-        },
-        "required": ["fact", "relation", "existing"],
-    }
-    return {
-        "type": "object",
-        "properties": {
-            "decisions": {"type": "array", "items": decision, "maxItems": max(1, facts)}
-        },
-        "required": ["decisions"],
-    }
-
-
-def parse_reconcile(data: dict[str, Any]) -> ReconcileOutput:
-    return ReconcileOutput.model_validate(data)
+#: The second call, only when new facts find memories the first call did not see.
+RECONCILE = Step("reconcile", "memstream_reconciliation", ReconcileOutput)
 
 
 @dataclass

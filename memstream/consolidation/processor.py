@@ -15,19 +15,21 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import BaseModel
 
 from memstream.config import Settings
 from memstream.consolidation import extract as lc
 from memstream.consolidation import reflection as rf
 from memstream.consolidation.scheduler import ReflectionScheduler
+from memstream.consolidation.steps import Step
 from memstream.consolidation.verbatim import is_substantive, observations_verbatim
 from memstream.embedder import Embedder
 from memstream.llm import LLMClient, LLMError
-from memstream.prompts import detect_language, load_prompt
+from memstream.prompts import detect_language
 from memstream.schemas import (
     AddMemoryJob,
     AnyJob,
@@ -48,7 +50,7 @@ from memstream.sinks.base import MemoryFilter
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
+R = TypeVar("R", bound=BaseModel)
 
 #: Publishes one memory event (the Faust topic in the worker; a list in tests).
 Publish = Callable[[MemoryEvent], Awaitable[None]]
@@ -75,6 +77,45 @@ class JobOutcome:
     detail: str = ""
     error: Exception | None = None
     """An unexpected error (store, broker): the caller retries the job."""
+
+
+class Candidates:
+    """Existing memories a window's prompt may show, each once at its best score; never a
+    memory of the window's own messages (a re-delivered job sends the same prompt), nor one
+    in ``skip`` (already shown or considered)."""
+
+    def __init__(self, *, own: set[str], skip: set[str] | None = None) -> None:
+        self._own = own
+        self._skip = skip or set()
+        self._best: dict[str, tuple[float, MemoryNode]] = {}
+
+    def admits(self, node: MemoryNode) -> bool:
+        return (
+            node.memory_id not in self._skip
+            and node.memory_id not in self._best
+            and not self._own & set(node.source_message_ids)
+        )
+
+    def consider(self, score: float, node: MemoryNode) -> None:
+        held = self._best.get(node.memory_id)
+        if held is not None:
+            if held[0] < score:
+                self._best[node.memory_id] = (score, node)
+        elif self.admits(node):
+            self._best[node.memory_id] = (score, node)
+
+    def ranked(self) -> list[MemoryNode]:
+        """Most similar first (ties by id, so the prompt is the same on a replay)."""
+        ordered = sorted(self._best.values(), key=lambda sn: (-sn[0], sn[1].memory_id))
+        return [n for _, n in ordered]
+
+    def __bool__(self) -> bool:
+        return bool(self._best)
+
+
+def oldest_first(nodes: Sequence[MemoryNode]) -> list[MemoryNode]:
+    """The order memories read naturally in a prompt."""
+    return sorted(nodes, key=lambda n: (n.valid_from, n.memory_id))
 
 
 class JobProcessor:
@@ -193,14 +234,12 @@ class JobProcessor:
         language = detect_language(user_texts)
         name = _name(job)
         output = await self._ask(
-            lc.STEP,
+            lc.CONSOLIDATE,
             job.owner_id,
             language=language,
             name=name,
             payload=view.payload,
-            schema_name=lc.SCHEMA_NAME,
-            schema=lc.output_schema(len(view.user_message_ids)),
-            parse=lc.parse_output,
+            bounds=lc.consolidation_bounds(len(view.user_message_ids)),
         )
         plan = lc.plan_consolidation(
             job, view, output, min_score=cfg.min_score, language=language, recorded_at=utcnow()
@@ -231,31 +270,19 @@ class JobProcessor:
         cfg = self._settings.consolidation
         if cfg.max_existing == 0:
             return [], set()
-        own = {m.message_id for m in job.messages}
-        best: dict[str, tuple[float, MemoryNode]] = {}
+        candidates = Candidates(own={m.message_id for m in job.messages})
         if cfg.similar_k and texts:
             vectors = await asyncio.to_thread(self._embedder.embed, texts)
             for vector in vectors:
-                hits = await self._store.search_vector(
-                    job.owner_id, job.user_id, vector, cfg.similar_k, OBSERVATIONS
-                )
-                for hit in hits:
-                    if hit.score < cfg.similar_min_score or own & set(hit.node.source_message_ids):
-                        continue
-                    if hit.node.memory_id not in best or best[hit.node.memory_id][0] < hit.score:
-                        best[hit.node.memory_id] = (hit.score, hit.node)
-        ranked = [n for _, n in sorted(best.values(), key=lambda sn: (-sn[0], sn[1].memory_id))]
+                await self._similar(job, vector, candidates)
         days = {m.sent_at.strftime("%Y%m%d") for m in job.messages if m.role is Role.user}
         recent = await self._store.list_memories(job.owner_id, job.user_id, OBSERVATIONS, limit=50)
-        same_day = [
-            n
-            for n in recent
-            if n.dt in days and n.memory_id not in best and not own & set(n.source_message_ids)
-        ]
-        chosen = ranked + sorted(same_day, key=lambda n: (n.message_time, n.memory_id))
-        # Oldest first reads naturally in the prompt; the cap keeps the most similar.
-        shown = sorted(chosen[: cfg.max_existing], key=lambda n: (n.valid_from, n.memory_id))
-        return shown, {n.memory_id for n in chosen}
+        same_day = sorted(
+            (n for n in recent if n.dt in days and candidates.admits(n)),
+            key=lambda n: (n.message_time, n.memory_id),
+        )
+        chosen = candidates.ranked() + same_day
+        return oldest_first(chosen[: cfg.max_existing]), {n.memory_id for n in chosen}
 
     async def _reconcile(
         self,
@@ -273,49 +300,45 @@ class JobProcessor:
         pending = [n for n in plan.new if n.memory_id not in plan.related]
         if not pending or cfg.max_existing == 0:
             return
-        skip = considered | {n.memory_id for n in plan.new}
-        own = {m.message_id for m in job.messages}
+        candidates = Candidates(
+            own={m.message_id for m in job.messages},
+            skip=considered | {n.memory_id for n in plan.new},
+        )
         pool = await self._store.list_memories(
             job.owner_id, job.user_id, OBSERVATIONS, limit=LIST_LIMIT
         )
-        best: dict[str, tuple[float, MemoryNode]] = {}
-
-        def consider(score: float, node: MemoryNode) -> None:
-            if node.memory_id in skip or own & set(node.source_message_ids):
-                return
-            if node.memory_id not in best or best[node.memory_id][0] < score:
-                best[node.memory_id] = (score, node)
-
         for fact in pending:
             if cfg.similar_k and fact.vector is not None:
-                hits = await self._store.search_vector(
-                    job.owner_id, job.user_id, _array(fact.vector), cfg.similar_k, OBSERVATIONS
-                )
-                for hit in hits:
-                    if hit.score >= cfg.similar_min_score:
-                        consider(hit.score, hit.node)
+                await self._similar(job, _array(fact.vector), candidates)
             topic = lc.topic_of(fact)
             if topic is not None:
                 for node in [m for m in pool if lc.topic_of(m) == topic][: cfg.similar_k]:
-                    consider(cfg.similar_min_score, node)
-        if not best:
+                    candidates.consider(cfg.similar_min_score, node)
+        if not candidates:
             return
-        ranked = sorted(best.values(), key=lambda sn: (-sn[0], sn[1].memory_id))
-        candidates = sorted(
-            (n for _, n in ranked[: cfg.max_existing]), key=lambda n: (n.valid_from, n.memory_id)
-        )
-        view = lc.reconcile_input(pending, candidates)
+        shown = oldest_first(candidates.ranked()[: cfg.max_existing])
+        view = lc.reconcile_input(pending, shown)
         output = await self._ask(
-            lc.RECONCILE_STEP,
+            lc.RECONCILE,
             job.owner_id,
             language=language,
             name=name,
             payload=view.payload,
-            schema_name=lc.RECONCILE_SCHEMA_NAME,
-            schema=lc.reconcile_schema(len(view.facts)),
-            parse=lc.parse_reconcile,
+            bounds={"decisions": max(1, len(view.facts))},
         )
         lc.apply_reconciliation(plan, view, output, recorded_at=utcnow())
+
+    async def _similar(
+        self, job: ConsolidationJob, vector: npt.NDArray[np.float32], candidates: Candidates
+    ) -> None:
+        """The user's valid observations near ``vector``, above the similarity floor."""
+        cfg = self._settings.consolidation
+        hits = await self._store.search_vector(
+            job.owner_id, job.user_id, vector, cfg.similar_k, OBSERVATIONS
+        )
+        for hit in hits:
+            if hit.score >= cfg.similar_min_score:
+                candidates.consider(hit.score, hit.node)
 
     async def _count_unreflected(self, key: str, owner_id: str, user_id: str, new: int) -> None:
         if self.scheduler is None or not self.reflects:
@@ -350,14 +373,12 @@ class JobProcessor:
         language = detect_language([o.content for o in due])
         name = rf.display_name(due, job.user_id)
         output = await self._ask(
-            rf.STEP,
+            rf.REFLECT,
             job.owner_id,
             language=language,
             name=name,
             payload=view.payload,
-            schema_name=rf.SCHEMA_NAME,
-            schema=rf.output_schema(len(view.observations), len(view.conflicts)),
-            parse=rf.parse_output,
+            bounds=rf.reflection_bounds(len(view.observations), len(view.conflicts)),
         )
         plan = rf.plan_reflection(
             job.owner_id,
@@ -465,25 +486,23 @@ class JobProcessor:
 
     async def _ask(
         self,
-        step: str,
+        step: Step[R],
         owner_id: str,
         *,
         language: str,
         name: str,
         payload: str,
-        schema_name: str,
-        schema: dict[str, Any],
-        parse: Callable[[dict[str, Any]], T],
-    ) -> T:
-        """One structured call with the step's prompt (``prompts/<language>/<step>.toml``)."""
+        bounds: dict[str, int],
+    ) -> R:
+        """One structured call of ``step`` (its prompt in ``language``, its schema bounded)."""
         assert self.llm is not None
         return await self.llm.structured(
-            step=step,
+            step=step.name,
             owner_id=owner_id,
-            messages=load_prompt(step, language).render(name=name, input=payload),
-            schema_name=schema_name,
-            schema=schema,
-            parse=parse,
+            messages=step.render(language, name=name, payload=payload),
+            schema_name=step.schema_name,
+            schema=step.schema(**bounds),
+            parse=step.parse,
         )
 
     async def _embed(self, nodes: Sequence[MemoryNode]) -> None:

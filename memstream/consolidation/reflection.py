@@ -15,16 +15,15 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from memstream.consolidation.extract import format_time
+from memstream.consolidation.steps import Step
 from memstream.schemas.memory import EventTime, MemoryNode, MemoryType, StoreStatus
 
-STEP = "reflect"
-SCHEMA_NAME = "memstream_reflection"
 MAX_SOURCES = 64
+MAX_INSIGHTS = 20
 
 
 class _Lenient(BaseModel):
@@ -32,46 +31,23 @@ class _Lenient(BaseModel):
 
 
 class InsightValue(_Lenient):
-    key: str = Field(min_length=1, max_length=200)
-    value: str = Field(min_length=1, max_length=2000)
+    key: str = Field(min_length=1, max_length=80)
+    value: str = Field(min_length=1, max_length=400)
     evidence: list[int] = Field(default_factory=list)
 
 
 class ReflectionOutput(_Lenient):
-    insights: list[InsightValue] = Field(default_factory=list)
+    insights: list[InsightValue] = Field(default_factory=list, max_length=MAX_INSIGHTS)
     expire: list[int] = Field(default_factory=list)
 
 
-MAX_INSIGHTS = 20
+#: New insight subjects and their values, and expiries among conflicting observations.
+REFLECT = Step("reflect", "memstream_reflection", ReflectionOutput)
 
 
-def output_schema(observations: int = 40, conflicts: int = 10) -> dict[str, Any]:
-    """Bounded by the input, so a looping model's answer stays finite."""
-    insight = {
-        "type": "object",
-        "properties": {
-            "key": {"type": "string", "minLength": 1, "maxLength": 80},
-            "value": {"type": "string", "minLength": 1, "maxLength": 400},
-            "evidence": {
-                "type": "array",
-                "items": {"type": "integer"},
-                "maxItems": max(1, observations),
-            },
-        },
-        "required": ["key", "value", "evidence"],
-    }
-    return {
-        "type": "object",
-        "properties": {
-            "insights": {"type": "array", "items": insight, "maxItems": MAX_INSIGHTS},
-            "expire": {"type": "array", "items": {"type": "integer"}, "maxItems": conflicts},
-        },
-        "required": ["insights", "expire"],
-    }
-
-
-def parse_output(data: dict[str, Any]) -> ReflectionOutput:
-    return ReflectionOutput.model_validate(data)
+def reflection_bounds(observations: int, conflicts: int) -> dict[str, int]:
+    """Evidence cites the observations shown; expiries name the conflicts shown."""
+    return {"evidence": max(1, observations), "expire": conflicts}
 
 
 def normalise_key(key: str) -> str:
