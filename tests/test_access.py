@@ -58,10 +58,17 @@ async def service(
 
 
 def v1_routes(app: Any) -> list[tuple[str, str]]:
+    """Every /v1 route, routers included (FastAPI >= 0.16x keeps included routers whole)."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # older FastAPI flattens included routers into app.routes
+        routes: Any = app.routes
+    else:
+        routes = list(iter_route_contexts(app.routes))
     return sorted(
         (method, r.path)
-        for r in app.routes
-        if isinstance(r, APIRoute) and r.path.startswith("/v1")
+        for r in routes
+        if isinstance(getattr(r, "original_route", r), APIRoute) and r.path.startswith("/v1")
         for method in r.methods
     )
 

@@ -193,3 +193,52 @@ def test_terminal_client(
     assert "no memory matches 'zzz'" in text
     assert "kept" in text  # /forget answered "no"
     assert "unknown or incomplete command '/bogus'" in text
+
+
+async def test_chat_retrieves_exactly_as_retrieve_does(
+    tmp_path: Path, embedder: Embedder, llm_server: ScriptedLLM
+) -> None:
+    """One Retriever behind both routes: a top_k above recall_k, the configured reranker and
+    include_expired reach chat as they reach /v1/retrieve (chat once skipped all three)."""
+    from memstream.rerank import CrossEncoderReranker
+    from memstream.schemas import StoreStatus
+
+    llm_server.reset()
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in llm_server.settings_env().items():
+            mp.setenv(k, v)
+        mp.setenv("MEMSTREAM_API__RECALL_K", "2")
+        settings = Settings.load(data_dir=tmp_path)
+    # Shortest document first: an order fusion alone would not give.
+    reranker = CrossEncoderReranker(lambda pairs: [-float(len(doc)) for _, doc in pairs])
+    texts = [
+        "I cook spicy Sichuan food every weekend.",
+        "My favourite dish to cook is mapo tofu.",
+        "I learned to cook from my grandmother.",
+        "Cooking pasta.",
+        "I used to cook only instant noodles, years ago.",
+    ]
+    async with SQLiteStore(tmp_path / "same.db") as store:
+        nodes = await seed(store, embedder, texts)
+        expired = nodes[4].model_copy(update={"store_status": StoreStatus.expired, "version": 2})
+        await store.upsert([expired])
+        service = create_service(settings, store=store, embedder=embedder, reranker=reranker)
+        transport = httpx.ASGITransport(app=service)
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+            common = {"owner_id": "demo", "user_id": "alice", "at": AT.isoformat(), "top_k": 5}
+            for extra in ({}, {"include_expired": True}, {"rerank": False}):
+                asked = {**common, **extra}
+                retrieved = await client.post(
+                    "/v1/retrieve", json={**asked, "query": "What do I like to cook?"}
+                )
+                chatted = await client.post(
+                    "/v1/chat",
+                    json={**asked, "message": "What do I like to cook?", "remember": False},
+                )
+                assert retrieved.status_code == 200 and chatted.status_code == 200
+                ids = [(m["memory_id"], m["score"]) for m in retrieved.json()["memories"]]
+                assert ids == [(m["memory_id"], m["score"]) for m in chatted.json()["memories"]]
+                assert len(ids) == (5 if extra.get("include_expired") else 4)  # > recall_k
+                if extra.get("rerank") is not False:  # the reranker's order: shortest first
+                    contents = [m["content"] for m in retrieved.json()["memories"]]
+                    assert contents == sorted(contents, key=len)

@@ -14,7 +14,19 @@ from memstream.schemas.memory import EventTime, MemoryNode, MemoryType, StoreSta
 from memstream.search import Ranked, RetrievalMode, TimeRange
 
 
-class RetrieveRequest(BaseModel):
+class RecallOptions(BaseModel):
+    """How memories are recalled: the same for ``/v1/retrieve`` and ``/v1/chat``."""
+
+    retrieval: RetrievalMode = Field(RetrievalMode.hybrid, description="Recall channels to use.")
+    include_expired: bool = Field(
+        False, description="Also recall expired (contradicted) memories: the history."
+    )
+    rerank: bool | None = Field(
+        None, description="false skips the configured reranker for this request."
+    )
+
+
+class RetrieveRequest(RecallOptions):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -33,17 +45,10 @@ class RetrieveRequest(BaseModel):
     user_id: Id
     query: Annotated[str, StringConstraints(min_length=1, max_length=4000)]
     top_k: int | None = Field(None, ge=1, le=1000, description="Default: the service's setting.")
-    retrieval: RetrievalMode = Field(RetrievalMode.hybrid, description="Recall channels to use.")
     at: AwareDatetime | None = Field(
         None,
         description="The time the query is asked at (default: now); time words such as "
         "'last weekend' or '上周末' resolve relative to it.",
-    )
-    include_expired: bool = Field(
-        False, description="Also recall expired (contradicted) memories: the history."
-    )
-    rerank: bool | None = Field(
-        None, description="false skips the configured reranker for this request."
     )
 
 
@@ -215,7 +220,7 @@ class ChatTurn(BaseModel):
     content: Annotated[str, StringConstraints(min_length=1, max_length=16000)]
 
 
-class ChatRequest(BaseModel):
+class ChatRequest(RecallOptions):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={

@@ -1,0 +1,1 @@
+"""The service's routes, one router per area: retrieval, memories, chat, ops."""

@@ -1,0 +1,44 @@
+"""``POST /v1/retrieve``: the latency users feel."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from memstream.query.models import RetrieveRequest, RetrieveResponse, retrieve_response_json
+from memstream.query.state import CallerDep, ServiceDep
+from memstream.search import render_prompt
+
+router = APIRouter(tags=["retrieval"])
+
+
+@router.post("/v1/retrieve", response_model=RetrieveResponse)
+async def retrieve_memories(
+    body: RetrieveRequest, service: ServiceDep, caller: CallerDep
+) -> Response:
+    """Hybrid (vector + BM25) recall of a user's valid memories, fused and weighted by type."""
+    caller.allow(body.owner_id)
+    started = time.perf_counter()
+    store, _, queries = service.ready()
+    found = await service.retriever(
+        store,
+        queries,
+        body.owner_id,
+        body.user_id,
+        body.query,
+        at=body.at,
+        top_k=body.top_k,
+        mode=body.retrieval,
+        include_expired=body.include_expired,
+        rerank=body.rerank,
+    )
+    service.metrics.results.inc(len(found.ranked))
+    took_ms = round((time.perf_counter() - started) * 1000, 3)
+    # Serialised here from plain data: returning a Response skips FastAPI's validation of the
+    # response model (still the documented schema; a test holds them together).
+    payload = retrieve_response_json(
+        found.ranked, found.time_ranges, render_prompt([r.node for r in found.ranked]), took_ms
+    )
+    return Response(payload, media_type="application/json")
