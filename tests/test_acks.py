@@ -3,37 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from memstream.worker.acks import AckLedger, hold_batch
-
-
-@dataclass
-class FakeMessage:
-    partition: int
-    offset: int
-    refcount: int = 1
-
-    def incref(self) -> None:
-        self.refcount += 1
-
-
-@dataclass
-class FakeEvent:
-    message: FakeMessage
-    log: list[tuple[int, int]] = field(default_factory=list)
-
-    def ack(self) -> bool:
-        self.message.refcount -= 1
-        self.log.append((self.message.partition, self.message.offset))
-        return self.message.refcount == 0
-
-
-def events(partition: int, offsets: range, log: list[tuple[int, int]]) -> list[Any]:
-    return [FakeEvent(FakeMessage(partition, o), log) for o in offsets]
+from tests.support.events import events
 
 
 def test_held_head_blocks_later_acks_until_released() -> None:

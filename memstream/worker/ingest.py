@@ -23,14 +23,6 @@ from typing import Any, cast
 
 import faust
 
-from memstream.consolidation.windowing import (
-    WindowState,
-    add_message,
-    advance_after,
-    close_window,
-    due_trigger,
-    next_window,
-)
 from memstream.schemas import (
     ChatMessage,
     ConsolidationJob,
@@ -40,11 +32,11 @@ from memstream.schemas import (
     utcnow,
 )
 from memstream.streams.codec import CONTROL_HEADER, Rejected
-from memstream.streams.partitioning import partition_for
 from memstream.streams.routing import route_record
-from memstream.worker.acks import AckLedger, hold_batch
+from memstream.worker.acks import hold_batch
 from memstream.worker.context import WorkerContext
 from memstream.worker.delivery import InOrderDelivery
+from memstream.worker.open_windows import OpenWindows
 
 log = logging.getLogger(__name__)
 
@@ -94,58 +86,14 @@ def register_ingest(
             key=job.key.encode(), value=job.model_dump_json().encode(), force=True
         )
 
-    ledger = AckLedger()
-    #: key -> the user's open window, for the partitions this worker owns.
-    windows: dict[bytes, WindowState] = {}
-
-    def current(key: bytes) -> WindowState:
-        found = windows.get(key)
-        return WindowState() if found is None else found
-
-    def keep(key: bytes, state: WindowState) -> None:
-        if state.is_empty:
-            windows.pop(key, None)
-        else:
-            windows[key] = state
-
-    # key -> message_id -> the event that holds the watermark for a message in an open window
-    held: dict[bytes, dict[str, Any]] = {}
-
-    def hold(key: bytes, state: WindowState, items: list[tuple[ChatMessage, Any]]) -> None:
-        """Keep this batch's open-window events unreleased; release all the others."""
-        mine = held.setdefault(key, {})
-        for message, event in items:  # the first delivery of a message holds it
-            if state.has(message.message_id) and message.message_id not in mine:
-                mine[message.message_id] = event
-        for message, event in items:  # O(batch), not O(window): windows can be long
-            if mine.get(message.message_id) is not event:
-                ledger.release(event)
-        if not mine:
-            del held[key]
-
-    def release(key: bytes, job: ConsolidationJob) -> None:
-        """The job is in the producer (flushed before any commit): its messages may go."""
-        mine = held.get(key)
-        if not mine:
-            return
-        for message in job.messages:
-            event = mine.pop(message.message_id, None)
-            if event is not None:
-                ledger.release(event)
-        if not mine:
-            del held[key]
+    windows = OpenWindows(s.window, partitions)
 
     delivery = InOrderDelivery(app, s.kafka.messages_topic, stats)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types a union
     async def forget_revoked(sender: Any, revoked: Any = (), **kwargs: Any) -> None:
         # The new owner re-reads these messages from the last committed offset.
-        gone = {tp.partition for tp in revoked if tp.topic == s.kafka.messages_topic}
-        ledger.forget(gone)
-        for key in [k for k in held if partition_for(k, partitions) in gone]:
-            del held[key]
-        for key in [k for k in windows if partition_for(k, partitions) in gone]:
-            del windows[key]
+        windows.revoke({tp.partition for tp in revoked if tp.topic == s.kafka.messages_topic})
 
     async def dead_letter(event: Any, rejected: Rejected) -> None:
         msg = event.message
@@ -194,7 +142,7 @@ def register_ingest(
             if not await delivery.admit(event):
                 continue
             stats.counters["messages_in"] += 1
-            ledger.track(event)
+            windows.track(event)
             msg = event.message
             routed = route_record(
                 msg.key,
@@ -207,85 +155,52 @@ def register_ingest(
             )
             if isinstance(routed, Rejected):
                 await dead_letter(event, routed)
-                ledger.release(event)
+                windows.done(event)
                 continue
             key = routed.key
             if routed.home != msg.partition:
                 await reroute(event, key, routed.home)
-                ledger.release(event)
+                windows.done(event)
                 continue
             by_key.setdefault(key, []).append((routed.item, event))
         for key, items in by_key.items():
-            state = current(key)
             open_items: list[tuple[ChatMessage, Any]] = []
             for item, event in items:
                 if isinstance(item, ForgetJob):
-                    state = await erase(key, state, item, event, open_items)
+                    # The open window is dropped; the forget follows the user's earlier jobs.
+                    await jobs_topic.send(
+                        key=key, value=item.model_dump_json().encode(), force=True
+                    )
+                    stats.counters["forgets"] += 1
+                    windows.erase(key, open_items, event)
                     open_items = []
                     continue
                 raw = event.message.value  # what ``item`` was validated from
-                state, jobs = add_message(state, item, now, s.window, raw)
-                for job in jobs:
+                for job in windows.add(key, item, raw, now):
                     await emit(job)
-                    release(key, job)
+                    windows.emitted(key, job)
                 open_items.append((item, event))
                 stats.counters["messages_windowed"] += 1
-            keep(key, state)
-            hold(key, state, open_items)
-        stats.counters["acks_pending"] = ledger.pending()
-
-    async def erase(
-        key: bytes,
-        state: WindowState,
-        forget: ForgetJob,
-        event: Any,
-        open_items: list[tuple[ChatMessage, Any]],
-    ) -> WindowState:
-        """A forget in the user's stream: the open window is dropped (its messages are
-        acknowledged unconsolidated) and the forget job follows the user's earlier jobs."""
-        await jobs_topic.send(key=key, value=forget.model_dump_json().encode(), force=True)
-        stats.counters["forgets"] += 1
-        for held_event in held.pop(key, {}).values():
-            ledger.release(held_event)
-        for _, item_event in open_items:
-            ledger.release(item_event)
-        ledger.release(event)
-        return next_window(state)
-
-    def active_keys() -> list[bytes]:
-        return list(windows)
+            windows.hold(key, open_items)
+        stats.counters["acks_pending"] = windows.pending()
 
     @app.timer(interval=s.window.tick_seconds, name="memstream.close_idle_windows")  # type: ignore[untyped-decorator]
     async def close_idle_windows() -> None:
-        now = utcnow()
-        for key in active_keys():
-            state = current(key)
-            trigger = due_trigger(state, now, s.window)
-            if trigger is None:
-                continue
-            job = close_window(state, trigger, now)
-            # Deliver the job before the window is forgotten and its messages acknowledged: a
-            # crash in between re-emits the same job (idempotent) rather than losing it.
+        for key, job in windows.close_due(utcnow()):
+            # Delivered before the window moves on and its messages are acknowledged.
             await (await emit(job))
-            keep(key, advance_after(current(key), job))
-            release(key, job)
-        stats.counters["acks_pending"] = ledger.pending()  # a gauge: windows closed above
+            windows.closed(key, job)
+        stats.counters["acks_pending"] = windows.pending()  # a gauge: windows closed above
 
     async def drain(process: InlineProcess) -> int:
         """Close every open window of this worker and consolidate it inline."""
-        now = utcnow()
-        closed: list[tuple[bytes, ConsolidationJob]] = []
-        for key in active_keys():
-            state = current(key)
-            if not state.is_empty:
-                closed.append((key, close_window(state, WindowTrigger.shutdown, now)))
+        closed = windows.drain(utcnow())
         if not closed:
             return 0
         await process([job for _, job in closed])
         for key, job in closed:
             stats.windows_by_trigger[WindowTrigger.shutdown.value] += 1
-            keep(key, advance_after(current(key), job))
-            release(key, job)
+            windows.closed(key, job)
         return len(closed)
 
     return drain
