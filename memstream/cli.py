@@ -245,7 +245,8 @@ def rebuild(
     run it again and it starts over (the unfinished version is dropped first).
     """
     from memstream.rebuild.run import run_rebuild
-    from memstream.sinks.base import StoreVersionError
+    from memstream.sinks.base import StoreError
+    from memstream.streams.topics import TopicError
 
     if reembed and source != "events":
         raise click.UsageError("--reembed goes with --from events")
@@ -261,7 +262,7 @@ def rebuild(
                 progress=sys.stderr.isatty() if progress is None else progress,
             )
         )
-    except (StoreVersionError, RuntimeError) as exc:
+    except (StoreError, TopicError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(report.model_dump_json())
 
@@ -282,12 +283,12 @@ def versions(ctx: click.Context) -> None:
 @click.pass_context
 def versions_drop(ctx: click.Context, version: int) -> None:
     """Delete a version that is not live, with its data."""
-    from memstream.sinks.base import StoreVersionError
+    from memstream.sinks.base import StoreError
     from memstream.sinks.versions import drop_version
 
     try:
         asyncio.run(drop_version(_settings(ctx), version))
-    except StoreVersionError as exc:
+    except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"dropped version {version}")
 

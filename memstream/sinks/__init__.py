@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from memstream.config import StoreSettings
-from memstream.sinks.base import Hit, MemoryFilter, MemoryStore, WriteResult
+from memstream.sinks.base import (
+    Hit,
+    MemoryFilter,
+    MemoryStore,
+    StoreError,
+    StoreQueryError,
+    StoreVersionError,
+    StoreWriteError,
+    WriteResult,
+)
 
 
 def open_store(settings: StoreSettings, *, dimensions: int, serving: bool = False) -> MemoryStore:
@@ -25,4 +34,14 @@ def open_store(settings: StoreSettings, *, dimensions: int, serving: bool = Fals
     )
 
 
-__all__ = ["Hit", "MemoryFilter", "MemoryStore", "WriteResult", "open_store"]
+__all__ = [
+    "Hit",
+    "MemoryFilter",
+    "MemoryStore",
+    "StoreError",
+    "StoreQueryError",
+    "StoreVersionError",
+    "StoreWriteError",
+    "WriteResult",
+    "open_store",
+]

@@ -54,8 +54,39 @@ class VersionState(StrEnum):
     generation, so it is never given to another version)."""
 
 
-class StoreVersionError(RuntimeError):
+class StoreError(Exception):
+    """A store could not do what was asked. The base of every store error, so callers (the
+    CLI, the worker's retries) catch the store's failures and nothing else."""
+
+
+class StoreVersionError(StoreError):
     """A version operation that cannot be done (unknown version, dropping the live one)."""
+
+
+class StoreWriteError(StoreError):
+    """Writes or deletes the store refused (the job is retried, then dead-lettered)."""
+
+
+class StoreQueryError(StoreError):
+    """A search the store could not answer."""
+
+
+def check_mark(state: VersionState) -> None:
+    """``mark_version`` records non-live states only: going live is :meth:`switch_to`."""
+    if state is VersionState.live:
+        raise StoreVersionError("use switch_to to make a version live")
+
+
+def check_exists(version: int, state: VersionState | None) -> None:
+    if state is None or state is VersionState.dropped:
+        raise StoreVersionError(f"store version {version} does not exist")
+
+
+def check_drop(version: int, state: VersionState | None) -> None:
+    """A version may be dropped when it exists and is not the live one."""
+    check_exists(version, state)
+    if state is VersionState.live:
+        raise StoreVersionError(f"store version {version} is live; not dropped")
 
 
 class StoreVersion(BaseModel):

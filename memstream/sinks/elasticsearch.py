@@ -22,10 +22,14 @@ from memstream.sinks.base import (
     Hit,
     MemoryFilter,
     MemoryStore,
+    StoreQueryError,
     StoreVersion,
-    StoreVersionError,
+    StoreWriteError,
     VersionState,
     WriteResult,
+    check_drop,
+    check_exists,
+    check_mark,
 )
 from memstream.sinks.text import query_terms
 
@@ -169,8 +173,8 @@ class ElasticsearchStore(MemoryStore):
                 if "already_exists" not in str(exc):
                     raise
         if self.pinned_version is not None:
-            if not await self._client.indices.exists(index=self._target):
-                raise StoreVersionError(f"store version {self.pinned_version} does not exist")
+            exists = await self._client.indices.exists(index=self._target)
+            check_exists(self.pinned_version, VersionState.retired if exists else None)
             return
         live = await self._live_indices()
         if not live:
@@ -256,8 +260,8 @@ class ElasticsearchStore(MemoryStore):
 
     async def switch_to(self, version: int) -> int | None:
         index = self.index_name(version)
-        if not await self._client.indices.exists(index=index):
-            raise StoreVersionError(f"store version {version} does not exist")
+        exists = await self._client.indices.exists(index=index)
+        check_exists(version, VersionState.retired if exists else None)
         live = await self._live_indices()
         if live == [index]:
             return version
@@ -275,18 +279,19 @@ class ElasticsearchStore(MemoryStore):
         return previous[0] if previous else None
 
     async def mark_version(self, version: int, state: VersionState) -> None:
-        if state is VersionState.live:
-            raise StoreVersionError("use switch_to to make a version live")
+        check_mark(state)
         if self.index_name(version) in await self._live_indices():
             return
         await self._catalog_put(version, state=state.value)
 
     async def drop_version(self, version: int) -> None:
         index = self.index_name(version)
+        state: VersionState | None = None
         if index in await self._live_indices():
-            raise StoreVersionError(f"store version {version} is live; not dropped")
-        if not await self._client.indices.exists(index=index):
-            raise StoreVersionError(f"store version {version} does not exist")
+            state = VersionState.live
+        elif await self._client.indices.exists(index=index):
+            state = VersionState.retired  # kept, not live: a building one is droppable too
+        check_drop(version, state)
         await self._client.indices.delete(index=index)
         await self._catalog_put(version, state=VersionState.dropped.value)
 
@@ -333,7 +338,7 @@ class ElasticsearchStore(MemoryStore):
             else:
                 failures.append(f"{node.memory_id}: {result.get('error')}")
         if failures:
-            raise RuntimeError(f"{len(failures)} writes failed: {failures[:3]}")
+            raise StoreWriteError(f"{len(failures)} writes failed: {failures[:3]}")
         return WriteResult(applied, stale)
 
     async def delete(
@@ -367,7 +372,9 @@ class ElasticsearchStore(MemoryStore):
                 break
             deleted = await self._bulk_delete(hits)
             if not deleted:
-                raise RuntimeError(f"could not delete {len(hits)} memories of {owner_id}/{user_id}")
+                raise StoreWriteError(
+                    f"could not delete {len(hits)} memories of {owner_id}/{user_id}"
+                )
             found.extend(deleted)
         return found
 
@@ -444,7 +451,8 @@ class ElasticsearchStore(MemoryStore):
                 index=self._target, **_knn_body(owner_id, user_id, vector, k, flt, vectors)
             )
         except BadRequestError as exc:
-            if not _is_dims_error(str(exc)):
+            body = exc.body if isinstance(exc.body, dict) else {}
+            if not _is_dims_error(body.get("error")):
                 raise
             self._skip_vectors(str(exc))
             return []
@@ -494,15 +502,15 @@ class ElasticsearchStore(MemoryStore):
             error = answer.get("error")
             if error is None:
                 dense = _vector_hits(answer)
-            elif _is_dims_error(str(error)):
+            elif _is_dims_error(error):
                 self._skip_vectors(str(error))
             else:
-                raise RuntimeError(f"vector search failed on {self._target}: {error}")
+                raise StoreQueryError(f"vector search failed on {self._target}: {error}")
         sparse: list[Hit] = []
         if text_body is not None:
             answer = answers.pop(0)
             if answer.get("error") is not None:
-                raise RuntimeError(f"text search failed on {self._target}: {answer['error']}")
+                raise StoreQueryError(f"text search failed on {self._target}: {answer['error']}")
             sparse = _text_hits(answer)
         return dense, sparse
 
@@ -574,8 +582,25 @@ def _text_hits(response: Any) -> list[Hit]:
     ]
 
 
-def _is_dims_error(detail: str) -> bool:
-    return "dim" in detail.lower()
+def _is_dims_error(error: Any) -> bool:
+    """Is this search error (an ES error object) a query vector of another size than the
+    index's? Judged by the causes' type and reason, not by a word anywhere in the text."""
+    if not isinstance(error, dict):
+        return False
+    causes: list[Any] = [error, *error.get("root_cause", [])]
+    while causes:
+        cause = causes.pop()
+        if not isinstance(cause, dict):
+            continue
+        if cause.get("type") in _DIMS_ERROR_TYPES and _DIMS_REASON in str(cause.get("reason", "")):
+            return True
+        causes.append(cause.get("caused_by"))
+    return False
+
+
+#: What Elasticsearch 8 says when a knn query vector's size is not the field's.
+_DIMS_ERROR_TYPES = frozenset({"illegal_argument_exception", "query_shard_exception"})
+_DIMS_REASON = "different number of dimensions"
 
 
 def _version_of(index: str, alias: str) -> int | None:

@@ -12,8 +12,9 @@ import asyncio
 import hashlib
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
@@ -27,10 +28,13 @@ from memstream.sinks.base import (
     Hit,
     MemoryFilter,
     MemoryStore,
+    StoreError,
     StoreVersion,
-    StoreVersionError,
     VersionState,
     WriteResult,
+    check_drop,
+    check_exists,
+    check_mark,
 )
 from memstream.sinks.text import index_text, query_terms
 
@@ -171,12 +175,27 @@ class SQLiteStore(MemoryStore):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: fn(self._conn()))
 
+    @contextmanager
+    def _transaction(self, conn: sqlite3.Connection, *, immediate: bool = False) -> Iterator[None]:
+        """One write transaction under the write lock: committed when the block ends, rolled
+        back when it raises. ``immediate`` takes the database's write lock at the start, so
+        what the block reads cannot change before it writes."""
+        with self._write_lock:
+            try:
+                if immediate:
+                    conn.execute("BEGIN IMMEDIATE")
+                yield
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+
     def _version(self, conn: sqlite3.Connection) -> int:
         if self.pinned_version is not None:
             return self.pinned_version
         row = conn.execute("SELECT version FROM memstream_versions WHERE state='live'").fetchone()
         if row is None:
-            raise RuntimeError(f"{self.path}: no live version (open the store first)")
+            raise StoreError(f"{self.path}: no live version (open the store first)")
         return int(row[0])
 
     async def _on_table(
@@ -216,8 +235,8 @@ class SQLiteStore(MemoryStore):
                         (utcnow().isoformat(),),
                     )
                 conn.commit()
-                if self.pinned_version is not None and not _has_version(conn, self.pinned_version):
-                    raise StoreVersionError(f"store version {self.pinned_version} does not exist")
+                if self.pinned_version is not None:
+                    check_exists(self.pinned_version, _state_of(conn, self.pinned_version))
 
         await self._run(create)
 
@@ -260,90 +279,64 @@ class SQLiteStore(MemoryStore):
         self, source: str, *, embedding_model: str | None, dimensions: int | None
     ) -> int:
         def create(conn: sqlite3.Connection) -> int:
-            with self._write_lock:
-                try:
-                    (top,) = conn.execute(
-                        "SELECT coalesce(max(version), 0) FROM memstream_versions"
-                    ).fetchone()
-                    version = int(top) + 1
-                    conn.execute(
-                        "INSERT INTO memstream_versions (version, state, source, embedding_model,"
-                        " dimensions, created_at) VALUES (?, 'building', ?, ?, ?, ?)",
-                        (version, source, embedding_model, dimensions, utcnow().isoformat()),
-                    )
-                    for statement in _statements(SCHEMA.format(t=table_name(version))):
-                        conn.execute(statement)
-                    conn.commit()
-                except BaseException:
-                    conn.rollback()
-                    raise
+            with self._transaction(conn):
+                (top,) = conn.execute(
+                    "SELECT coalesce(max(version), 0) FROM memstream_versions"
+                ).fetchone()
+                version = int(top) + 1
+                conn.execute(
+                    "INSERT INTO memstream_versions (version, state, source, embedding_model,"
+                    " dimensions, created_at) VALUES (?, 'building', ?, ?, ?, ?)",
+                    (version, source, embedding_model, dimensions, utcnow().isoformat()),
+                )
+                for statement in _statements(SCHEMA.format(t=table_name(version))):
+                    conn.execute(statement)
             return version
 
         return await self._run(create)
 
     async def switch_to(self, version: int) -> int | None:
         def switch(conn: sqlite3.Connection) -> int | None:
-            with self._write_lock:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    if not _has_version(conn, version):
-                        raise StoreVersionError(f"store version {version} does not exist")
-                    row = conn.execute(
-                        "SELECT version FROM memstream_versions WHERE state='live'"
-                    ).fetchone()
-                    previous = None if row is None else int(row[0])
-                    if previous == version:
-                        conn.rollback()
-                        return previous
-                    conn.execute("UPDATE memstream_versions SET state='retired' WHERE state='live'")
-                    conn.execute(
-                        "UPDATE memstream_versions SET state='live', switched_at=? WHERE version=?",
-                        (utcnow().isoformat(), version),
-                    )
-                    conn.commit()  # one transaction: readers see the old or the new, never none
-                except BaseException:
-                    conn.rollback()
-                    raise
+            # One transaction: readers see the old version or the new, never none.
+            with self._transaction(conn, immediate=True):
+                check_exists(version, _state_of(conn, version))
+                row = conn.execute(
+                    "SELECT version FROM memstream_versions WHERE state='live'"
+                ).fetchone()
+                previous = None if row is None else int(row[0])
+                if previous == version:
+                    return previous
+                conn.execute("UPDATE memstream_versions SET state='retired' WHERE state='live'")
+                conn.execute(
+                    "UPDATE memstream_versions SET state='live', switched_at=? WHERE version=?",
+                    (utcnow().isoformat(), version),
+                )
             return previous
 
         return await self._run(switch)
 
     async def mark_version(self, version: int, state: VersionState) -> None:
-        if state is VersionState.live:
-            raise StoreVersionError("use switch_to to make a version live")
+        check_mark(state)
 
         def mark(conn: sqlite3.Connection) -> None:
-            with self._write_lock:
+            with self._transaction(conn):
                 conn.execute(
                     "UPDATE memstream_versions SET state=? WHERE version=? AND state!='live'",
                     (state.value, version),
                 )
-                conn.commit()
 
         await self._run(mark)
 
     async def drop_version(self, version: int) -> None:
         def drop(conn: sqlite3.Connection) -> None:
-            with self._write_lock:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    row = conn.execute(
-                        "SELECT state FROM memstream_versions WHERE version=?", (version,)
-                    ).fetchone()
-                    if row is None or row[0] == VersionState.dropped.value:
-                        raise StoreVersionError(f"store version {version} does not exist")
-                    if row[0] == VersionState.live.value:
-                        raise StoreVersionError(f"store version {version} is live; not dropped")
-                    table = table_name(version)
-                    conn.execute(f"DROP TABLE IF EXISTS {table}_fts")
-                    conn.execute(f"DROP TABLE IF EXISTS {table}")
-                    conn.execute(
-                        "UPDATE memstream_versions SET state='dropped' WHERE version=?", (version,)
-                    )
-                    conn.commit()
-                except BaseException:
-                    conn.rollback()
-                    raise
+            with self._transaction(conn, immediate=True):
+                check_drop(version, _state_of(conn, version))
+                table = table_name(version)
+                conn.execute(f"DROP TABLE IF EXISTS {table}_fts")
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
+                conn.execute(
+                    "UPDATE memstream_versions SET state='dropped' WHERE version=?", (version,)
+                )
 
         await self._run(drop)
 
@@ -363,15 +356,10 @@ class SQLiteStore(MemoryStore):
             applied: list[str] = []
             stale: list[str] = []
             sql = _UPSERT.format(t=table)
-            with self._write_lock:
-                try:
-                    for row in rows:
-                        cur = conn.execute(sql, row)
-                        (applied if cur.rowcount else stale).append(str(row[0]))
-                    conn.commit()
-                except BaseException:
-                    conn.rollback()
-                    raise
+            with self._transaction(conn):
+                for row in rows:
+                    cur = conn.execute(sql, row)
+                    (applied if cur.rowcount else stale).append(str(row[0]))
             return WriteResult(applied, stale)
 
         return await self._on_table(write)
@@ -380,29 +368,24 @@ class SQLiteStore(MemoryStore):
         self, owner_id: str, user_id: str, memory_ids: Sequence[str] | None = None
     ) -> list[str]:
         def remove(conn: sqlite3.Connection, t: str) -> list[str]:
-            with self._write_lock:
-                try:
-                    if memory_ids is None:
-                        rows = conn.execute(
-                            f"SELECT memory_id FROM {t} WHERE owner_id=? AND user_id=?",
-                            (owner_id, user_id),
-                        ).fetchall()
-                    else:
-                        marks = ",".join("?" * len(memory_ids))
-                        rows = conn.execute(
-                            f"SELECT memory_id FROM {t} WHERE owner_id=? AND user_id=?"
-                            f" AND memory_id IN ({marks})",
-                            (owner_id, user_id, *memory_ids),
-                        ).fetchall()
-                    found = [r[0] for r in rows]
-                    conn.executemany(
-                        f"DELETE FROM {t} WHERE memory_id=? AND owner_id=? AND user_id=?",
-                        [(mid, owner_id, user_id) for mid in found],
-                    )
-                    conn.commit()
-                except BaseException:
-                    conn.rollback()
-                    raise
+            with self._transaction(conn):
+                if memory_ids is None:
+                    rows = conn.execute(
+                        f"SELECT memory_id FROM {t} WHERE owner_id=? AND user_id=?",
+                        (owner_id, user_id),
+                    ).fetchall()
+                else:
+                    marks = ",".join("?" * len(memory_ids))
+                    rows = conn.execute(
+                        f"SELECT memory_id FROM {t} WHERE owner_id=? AND user_id=?"
+                        f" AND memory_id IN ({marks})",
+                        (owner_id, user_id, *memory_ids),
+                    ).fetchall()
+                found = [r[0] for r in rows]
+                conn.executemany(
+                    f"DELETE FROM {t} WHERE memory_id=? AND owner_id=? AND user_id=?",
+                    [(mid, owner_id, user_id) for mid in found],
+                )
             return found
 
         if memory_ids is not None and not memory_ids:
@@ -590,11 +573,11 @@ def _row(node: MemoryNode) -> tuple[object, ...]:
     )
 
 
-def _has_version(conn: sqlite3.Connection, version: int) -> bool:
+def _state_of(conn: sqlite3.Connection, version: int) -> VersionState | None:
     row = conn.execute(
-        "SELECT 1 FROM memstream_versions WHERE version=? AND state != 'dropped'", (version,)
+        "SELECT state FROM memstream_versions WHERE version=?", (version,)
     ).fetchone()
-    return row is not None
+    return None if row is None else VersionState(row[0])
 
 
 def _statements(script: str) -> list[str]:

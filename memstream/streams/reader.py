@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from memstream.config import KafkaSettings
 from memstream.streams.events import header_map
+from memstream.streams.topics import TopicMissing
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class LogReader:
             await asyncio.sleep(0.1)
         else:
             await self._consumer.stop()
-            raise RuntimeError(f"topic {self.topic} does not exist (run: memstream topics create)")
+            raise TopicMissing(f"topic {self.topic} does not exist (run: memstream topics create)")
         self.partitions = [TopicPartition(self.topic, p) for p in sorted(numbers)]
         self._consumer.assign(self.partitions)
         return self

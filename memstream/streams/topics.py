@@ -37,7 +37,15 @@ def topic_specs(kafka: KafkaSettings) -> list[TopicSpec]:
     ]
 
 
-class TopicMismatch(RuntimeError):
+class TopicError(Exception):
+    """A topic the project needs is missing or not as its spec says."""
+
+
+class TopicMissing(TopicError):
+    """A topic does not exist (``memstream topics create`` makes them)."""
+
+
+class TopicMismatch(TopicError):
     """An existing topic does not have the partitions the settings say."""
 
 
