@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from memstream.config import Settings
-from memstream.evaluation.bench import bench_ingest, bench_rebuild, bench_retrieval, quantile
+from memstream.evaluation.bench import bench_ingest, bench_rebuild, bench_retrieval
+from memstream.metrics import quantile
 
 pytestmark = pytest.mark.servers
 

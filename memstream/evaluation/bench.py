@@ -19,70 +19,12 @@ from memstream.config import Settings, settings_env
 from memstream.embedded import free_port, spawn, stop, wait_port
 from memstream.embedder import Embedder, load_embedder
 from memstream.evaluation.harness import isolated_settings
-from memstream.schemas import MemoryNode, MemoryType, memory_id
+from memstream.evaluation.probes import prometheus_counters, rss_mb
+from memstream.evaluation.synthetic import OWNER, SUBJECTS, observation, sentence
+from memstream.metrics import quantile
+from memstream.schemas import MemoryEvent
 from memstream.sinks import open_store
-
-_SUBJECTS = [
-    "tennis",
-    "hiking",
-    "sushi",
-    "violin",
-    "my sister",
-    "the new job",
-    "Hangzhou",
-    "my dog",
-    "marathon training",
-    "pottery class",
-    "a trip to Yunnan",
-    "coffee",
-    "chess",
-    "my landlord",
-    "the dentist",
-    "salsa lessons",
-    "a book club",
-    "gardening",
-    "my startup",
-    "the flu",
-]
-_VERBS = [
-    "I started",
-    "I stopped",
-    "I really enjoy",
-    "I am worried about",
-    "I talked about",
-    "I spent the weekend on",
-    "I want to try",
-    "I gave up",
-    "I keep thinking about",
-]
-
-
-def _text(rng: random.Random, i: int) -> str:
-    return f"{rng.choice(_VERBS)} {rng.choice(_SUBJECTS)} ({i}) with {rng.choice(_SUBJECTS)}."
-
-
-def rss_mb(pid: int) -> float:
-    """Resident set size of a process, from /proc (Linux)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return float("nan")
-
-
-def quantile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q * len(ordered) + 0.5 - 1e-9)))
-    return ordered[rank - 1]
-
-
-def _counters(text: str) -> dict[str, float]:
-    """Unlabelled samples of a Prometheus text page."""
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        name, _, value = line.partition(" ")
-        if line and not line.startswith("#") and "{" not in name:
-            out[name] = float(value)
-    return out
+from memstream.streams.producer import EventPublisher
 
 
 async def load_store(settings: Settings, users: int, per_user: int, seed: int = 1) -> float:
@@ -92,7 +34,7 @@ async def load_store(settings: Settings, users: int, per_user: int, seed: int = 
     started = time.perf_counter()
     base = datetime(2024, 1, 1, tzinfo=UTC)
     async with open_store(settings.store, dimensions=embedder.dimensions) as store:
-        texts = [_text(rng, i) for i in range(per_user * 4)]
+        texts = [sentence(rng, i) for i in range(per_user * 4)]
         vectors = embedder.embed(texts)  # a shared pool: embedding 50k texts is not the point
         for u in range(users):
             nodes = []
@@ -100,19 +42,7 @@ async def load_store(settings: Settings, users: int, per_user: int, seed: int = 
                 j = rng.randrange(len(texts))
                 when = base + timedelta(days=u % 365, minutes=i)
                 nodes.append(
-                    MemoryNode(
-                        memory_id=memory_id("bench", f"u{u}", [f"m{i}"], 0),
-                        owner_id="bench",
-                        user_id=f"u{u}",
-                        memory_type=MemoryType.observation,
-                        content=texts[j],
-                        message_time=when,
-                        valid_from=when,
-                        recorded_at=when,
-                        source_message_ids=[f"m{i}"],
-                        vector=vectors[j].tolist(),
-                        embedding_model=embedder.model_id,
-                    )
+                    observation(u, i, texts[j], when, vectors[j].tolist(), embedder.model_id)
                 )
             await store.upsert(nodes)
         await store.refresh()
@@ -147,7 +77,7 @@ async def bench_retrieval(
             async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
                 # Warm up: first requests pay for lazy imports and caches.
                 for _ in range(20):
-                    warm = {"owner_id": "bench", "user_id": "u0", "query": "warm up"}
+                    warm = {"owner_id": OWNER, "user_id": "u0", "query": "warm up"}
                     async with client.post(url, json={**warm, "top_k": top_k}) as r:
                         await r.read()
                 deadline = time.perf_counter() + seconds
@@ -156,9 +86,9 @@ async def bench_retrieval(
                     nonlocal errors, empty
                     while time.perf_counter() < deadline:
                         body = {
-                            "owner_id": "bench",
+                            "owner_id": OWNER,
                             "user_id": f"u{rng.randrange(users)}",
-                            "query": f"what about {rng.choice(_SUBJECTS)}?",
+                            "query": f"what about {rng.choice(SUBJECTS)}?",
                             "top_k": top_k,
                         }
                         t0 = time.perf_counter()
@@ -178,7 +108,7 @@ async def bench_retrieval(
                 elapsed = time.perf_counter() - started
                 metrics_url = f"http://127.0.0.1:{port}/metrics"
                 async with client.get(metrics_url) as r:
-                    scraped = _counters(await r.text())
+                    scraped = prometheus_counters(await r.text())
             service_rss = rss_mb(proc.pid)
         finally:
             stop(proc)
@@ -195,9 +125,9 @@ async def bench_retrieval(
         "errors": errors,
         "empty_results": empty,
         "rps": round(len(latencies) / elapsed, 1),
-        "p50_ms": round(quantile(latencies, 0.50), 2),
-        "p95_ms": round(quantile(latencies, 0.95), 2),
-        "p99_ms": round(quantile(latencies, 0.99), 2),
+        "p50_ms": _ms(quantile(latencies, 0.50)),
+        "p95_ms": _ms(quantile(latencies, 0.95)),
+        "p99_ms": _ms(quantile(latencies, 0.99)),
         "mean_ms": round(statistics.fmean(latencies), 2),
         "service_rss_mb": service_rss,
         "load_seconds": round(load_s, 2),
@@ -209,6 +139,10 @@ async def bench_retrieval(
         "note": "client and service share the machine's 2 cores; every query is embedded "
         "(concurrent ones share model calls)",
     }
+
+
+def _ms(value: float | None) -> float:
+    return round(value, 2) if value is not None else float("nan")
 
 
 async def bench_ingest(
@@ -226,10 +160,10 @@ async def bench_ingest(
     batch = [
         ChatMessage(
             message_id=f"m{i}",
-            owner_id="bench",
+            owner_id=OWNER,
             user_id=f"u{i % users}",
             role="user",
-            content=_text(rng, i),
+            content=sentence(rng, i),
             sent_at=start + timedelta(seconds=i),
         )
         for i in range(messages)
@@ -312,59 +246,26 @@ async def produce_memory_events(
 ) -> tuple[int, int]:
     """Memory events as workers would write them: users × per_user upserts, every 20th
     memory deleted again, user 0 forgotten at the end. Returns (events, memories expected)."""
-    from aiokafka import AIOKafkaProducer
-
-    from memstream.schemas import MemoryEvent
-    from memstream.streams.events import event_record
-
     rng = random.Random(seed)
-    texts = [_text(rng, i) for i in range(2000)]
+    texts = [sentence(rng, i) for i in range(2000)]
     vectors = [v.tolist() for v in embedder.embed(texts)]
     when = datetime(2024, 1, 1, tzinfo=UTC)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        linger_ms=50,
-        max_batch_size=1 << 20,  # uncompressed, as the worker (Faust) writes events
-    )
-    await producer.start()
     events = 0
-    try:
-        pending = []
+    async with EventPublisher(settings.kafka, linger_ms=50) as publisher:
         for u in range(users):
             for i in range(per_user):
                 j = rng.randrange(len(texts))
-                node = MemoryNode(
-                    memory_id=memory_id("bench", f"u{u}", [f"m{i}"], 0),
-                    owner_id="bench",
-                    user_id=f"u{u}",
-                    memory_type=MemoryType.observation,
-                    content=texts[j],
-                    message_time=when + timedelta(minutes=i),
-                    valid_from=when + timedelta(minutes=i),
-                    recorded_at=when,
-                    source_message_ids=[f"m{i}"],
-                    vector=vectors[j],
-                    embedding_model=embedder.model_id,
-                )
+                at = when + timedelta(minutes=i)
+                node = observation(u, i, texts[j], at, vectors[j], embedder.model_id)
+                node.recorded_at = when
                 batch = [MemoryEvent.upsert(node, f"job-{u}-{i}", "consolidate")]
                 if i % 20 == 19:
                     batch.append(MemoryEvent.delete(node, f"del-{u}-{i}", "delete"))
                 if u == 0 and i == per_user - 1:
-                    batch.append(MemoryEvent.tombstone("bench", "u0", "forget-u0", when))
+                    batch.append(MemoryEvent.tombstone(OWNER, "u0", "forget-u0", when))
                 for event in batch:
-                    key, value, headers = event_record(event)
-                    pending.append(
-                        await producer.send(
-                            settings.kafka.memories_topic, value=value, key=key, headers=headers
-                        )
-                    )
+                    await publisher.publish(event)
                     events += 1
-            if len(pending) > 5000:
-                await asyncio.gather(*pending)
-                pending = []
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
     return events, (users - 1) * (per_user - per_user // 20)
 
 

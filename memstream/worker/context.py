@@ -1,4 +1,4 @@
-"""What the worker's agents share: settings, topics, the window table, the store, counters."""
+"""What the worker's agents share: settings, the store, the embedder and model, counters."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from memstream.config import Settings
 from memstream.consolidation.scheduler import ReflectionScheduler
 from memstream.embedder import Embedder
 from memstream.llm import LLMClient, LLMUsage
+from memstream.metrics import quantile
 from memstream.sinks import MemoryStore
 
 
@@ -28,7 +29,7 @@ class WorkerStats:
     llm: LLMUsage = field(default_factory=LLMUsage)
 
     def as_dict(self) -> dict[str, Any]:
-        samples = sorted(self.time_to_memory_ms)
+        samples = list(self.time_to_memory_ms)
         return {
             "uptime_s": round(time.time() - self.started, 3),
             **dict(self.counters),
@@ -36,19 +37,15 @@ class WorkerStats:
             "windows_by_trigger": dict(self.windows_by_trigger),
             "time_to_memory_ms": {
                 "samples": len(samples),
-                "p50": _quantile(samples, 0.50),
-                "p95": _quantile(samples, 0.95),
+                "p50": _rounded(quantile(samples, 0.50)),
+                "p95": _rounded(quantile(samples, 0.95)),
             },
             "llm": self.llm.as_dict(),
         }
 
 
-def _quantile(ordered: list[float], q: float) -> float | None:
-    """Nearest-rank quantile of sorted samples (None when there are none)."""
-    if not ordered:
-        return None
-    rank = max(1, round(q * len(ordered) + 0.5 - 1e-9))
-    return round(ordered[min(rank, len(ordered)) - 1], 1)
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 @dataclass
