@@ -1,4 +1,8 @@
-"""The ``memstream`` command line."""
+"""The ``memstream`` command line.
+
+Every command is a short function that parses its options and calls into the package;
+they stay in one file so ``memstream --help`` and the code read in the same order.
+"""
 
 from __future__ import annotations
 

@@ -6,6 +6,9 @@ against a real store without a broker. Without a generation model (LLM-free mode
 become verbatim observations, batched across jobs. With one, each window costs one fused
 call (filter, extract, event time, reconciliation against related memories) and reflection
 one more; jobs of one user run in order, different users concurrently.
+
+One class, one method per job type and step (each short): the steps share the store, the
+embedder, the model and the event publisher, so they stay together (~500 lines).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pydantic import BaseModel
 from memstream.config import Settings
 from memstream.consolidation import extract as lc
 from memstream.consolidation import reflection as rf
+from memstream.consolidation.candidates import Candidates, oldest_first
 from memstream.consolidation.scheduler import ReflectionScheduler
 from memstream.consolidation.steps import Step
 from memstream.consolidation.verbatim import is_substantive, observations_verbatim
@@ -77,45 +81,6 @@ class JobOutcome:
     detail: str = ""
     error: Exception | None = None
     """An unexpected error (store, broker): the caller retries the job."""
-
-
-class Candidates:
-    """Existing memories a window's prompt may show, each once at its best score; never a
-    memory of the window's own messages (a re-delivered job sends the same prompt), nor one
-    in ``skip`` (already shown or considered)."""
-
-    def __init__(self, *, own: set[str], skip: set[str] | None = None) -> None:
-        self._own = own
-        self._skip = skip or set()
-        self._best: dict[str, tuple[float, MemoryNode]] = {}
-
-    def admits(self, node: MemoryNode) -> bool:
-        return (
-            node.memory_id not in self._skip
-            and node.memory_id not in self._best
-            and not self._own & set(node.source_message_ids)
-        )
-
-    def consider(self, score: float, node: MemoryNode) -> None:
-        held = self._best.get(node.memory_id)
-        if held is not None:
-            if held[0] < score:
-                self._best[node.memory_id] = (score, node)
-        elif self.admits(node):
-            self._best[node.memory_id] = (score, node)
-
-    def ranked(self) -> list[MemoryNode]:
-        """Most similar first (ties by id, so the prompt is the same on a replay)."""
-        ordered = sorted(self._best.values(), key=lambda sn: (-sn[0], sn[1].memory_id))
-        return [n for _, n in ordered]
-
-    def __bool__(self) -> bool:
-        return bool(self._best)
-
-
-def oldest_first(nodes: Sequence[MemoryNode]) -> list[MemoryNode]:
-    """The order memories read naturally in a prompt."""
-    return sorted(nodes, key=lambda n: (n.valid_from, n.memory_id))
 
 
 class JobProcessor:

@@ -2,6 +2,9 @@
 
 The alias (``index_prefix``) is what readers and writers use; the concrete index is
 ``{prefix}-v{n}``. A rebuild creates the next version and swaps the alias atomically.
+
+One file for the whole backend, as every backend has (the store interface is one
+contract; its contract tests run against each file).
 """
 
 from __future__ import annotations

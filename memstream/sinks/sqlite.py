@@ -4,6 +4,9 @@ Per-user memory sets are small (hundreds to thousands), so an exact scan of one 
 vectors is both faster and better than an approximate index. The worker writes and the
 query service reads the same file from separate processes; WAL lets readers run alongside
 the writer.
+
+One file for the whole backend, as every backend has (the store interface is one
+contract; its contract tests run against each file).
 """
 
 from __future__ import annotations
