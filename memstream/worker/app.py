@@ -77,7 +77,8 @@ def create_app(ctx: WorkerContext) -> faust.App:
         sender: Any, *args: Any, signal: Any = None, **kwargs: Any
     ) -> None:
         # Runs after the consumer stopped, while the producer still works: open windows are
-        # consolidated now rather than waiting in the table (or dying with an in-memory broker).
+        # consolidated now rather than read again on the next start (and lost with an in-memory
+        # broker).
         try:
             await ctx.ensure_store()
             closed = await asyncio.wait_for(

@@ -4,13 +4,11 @@ Batched with ``take_events``; a batch is held uncommitted until it is handled
 (:func:`hold_batch`). A timer closes windows that went idle or grew old; graceful
 shutdown closes the rest.
 
-Open windows live in this process's memory, not in a changelog-backed table. A message's
-source offset is acknowledged only once the window holding it has been emitted as a job, and
-acks leave each partition in offset order (:class:`AckLedger`). So after a crash, or when a
-partition moves to another worker, every message of an open window is read again from the
-log and its window rebuilt: the log is the window's durable copy, and nothing is written
-twice per message (a table would re-write each growing window per batch, and restoring it
-relied on ``end_offsets``, which tansu gets wrong).
+Open windows live in this process's memory (:class:`OpenWindows`, which decides what is
+held and released), not in a changelog-backed table: a table would re-write each growing
+window per batch, and restoring it relied on ``end_offsets``, which tansu gets wrong. The
+agent here decodes and routes each record, sends what closes, and dead-letters what is
+invalid; the log is the window's durable copy.
 """
 
 from __future__ import annotations
