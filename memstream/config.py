@@ -56,6 +56,12 @@ class WindowSettings(BaseModel):
     idle_seconds: float = Field(
         120.0, gt=0, description="Silence after the last message (wall clock and sent_at)."
     )
+    max_bytes: int = Field(
+        512 * 1024,
+        ge=16 * 1024,
+        description="...or at this many bytes of messages, metadata included: a window's job "
+        "must fit in one record (keep it below the broker's message.max.bytes).",
+    )
     max_age_seconds: float = Field(3600.0, gt=0, description="Age of the first message.")
     tick_seconds: float = Field(2.0, gt=0, description="How often idle/aged windows are checked.")
     max_future_skew_seconds: float = Field(
@@ -214,6 +220,13 @@ class ApiSettings(BaseModel):
     max_request_bytes: int = Field(
         1_048_576, ge=1024, description="Larger request bodies are refused (413)."
     )
+    produce_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=120,
+        description="Longest wait for the broker on a write (add, delete, forget, chat turns); "
+        "past it the request answers 503.",
+    )
 
 
 class Settings(BaseSettings):
@@ -244,6 +257,12 @@ class Settings(BaseSettings):
             self.store.sqlite_path = self.data_dir / "memstream.db"
         if self.llm.cache_path is None:
             self.llm.cache_path = self.data_dir / "llm-cache.db"
+        if self.kafka.max_message_bytes > self.window.max_bytes // 2:
+            # One valid message must fit a window's job with room to spare.
+            raise ValueError(
+                f"kafka.max_message_bytes ({self.kafka.max_message_bytes}) must be at most "
+                f"half of window.max_bytes ({self.window.max_bytes})"
+            )
         return self
 
     @classmethod

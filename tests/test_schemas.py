@@ -82,3 +82,28 @@ def test_vector_travels_as_compact_base64() -> None:
     back = MemoryEvent.model_validate_json(wire)
     assert back.memory is not None and back.memory.vector == [0.25, -1.5, 3.0]
     assert back.memory.dt == "20240101"
+
+
+def test_a_dead_letter_is_bounded_whatever_the_record() -> None:
+    import hashlib
+
+    from memstream.schemas import DeadLetter, DlqReason
+    from memstream.schemas.dlq import MAX_KEY_BYTES, MAX_VALUE_BYTES, letter_key
+
+    value, key = b"v" * (3 * MAX_VALUE_BYTES), b"k" * (5 * MAX_KEY_BYTES)
+    headers = {f"h{i}": "x" * 5000 for i in range(100)}
+    letter = DeadLetter.of(
+        DlqReason.oversize, "d" * 10_000, topic="t", partition=1, offset=2,
+        key=key, value=value, headers=headers,
+    )  # fmt: skip
+    assert letter.truncated and letter.value == value[:MAX_VALUE_BYTES]
+    assert letter.value_bytes == len(value) and letter.key_bytes == len(key)
+    assert letter.value_sha256 == hashlib.sha256(value).hexdigest()
+    assert len(letter.headers) == 32 and max(map(len, letter.headers.values())) == 1024
+    assert len(letter.detail) == 4000 and letter_key(key) == key[:MAX_KEY_BYTES]
+    assert len(letter.model_dump_json()) < 2 * MAX_VALUE_BYTES
+    small = DeadLetter.of(
+        DlqReason.malformed_json, "bad", topic="t", partition=0, offset=0, key=None, value=b"{"
+    )
+    assert not small.truncated and small.value == b"{" and small.key_b64 is None
+    assert DeadLetter.model_validate_json(small.model_dump_json()) == small

@@ -112,3 +112,41 @@ def test_advance_keeps_messages_that_arrived_after_the_job() -> None:
 def test_token_estimate_counts_cjk_per_character() -> None:
     assert estimate_tokens("我喜欢打网球") >= 6
     assert 2 <= estimate_tokens("I like tennis") <= 5
+
+
+def test_a_window_closes_before_its_job_would_outgrow_max_bytes() -> None:
+    """Valid messages heavy with metadata: the window is bounded in bytes (the job must fit
+    one record), not only in content tokens."""
+    limits = WindowSettings(max_messages=30, max_tokens=10**6, max_bytes=100 * 1024)
+    heavy = [
+        ChatMessage(
+            message_id=f"h{i}",
+            owner_id="o",
+            user_id="u",
+            role="user",
+            content="short",
+            sent_at=T0 + timedelta(seconds=i),
+            metadata={f"k{j}": "x" * 1000 for j in range(30)},
+        )
+        for i in range(30)
+    ]
+    state = WindowState()
+    jobs = []
+    for m in heavy:
+        state, closed = add_message(state, m, NOW, limits, m.model_dump_json().encode())
+        jobs.extend(closed)
+    assert jobs and {j.trigger for j in jobs} == {WindowTrigger.max_bytes}
+    assert all(len(j.model_dump_json().encode()) <= limits.max_bytes for j in jobs)
+    assert state.size <= limits.max_bytes
+    emitted = [m.message_id for j in jobs for m in j.messages]
+    emitted += [m.message_id for m in state.messages]
+    assert emitted == [m.message_id for m in heavy]  # nothing lost, nothing twice, in order
+
+
+def test_kafka_max_message_bytes_must_leave_room_in_a_window() -> None:
+    import pytest
+
+    from memstream.config import KafkaSettings, Settings
+
+    with pytest.raises(ValueError, match="max_message_bytes"):
+        Settings(kafka=KafkaSettings(max_message_bytes=400 * 1024))

@@ -49,7 +49,7 @@ from memstream.schemas import (
     StoreStatus,
     utcnow,
 )
-from memstream.sinks import MemoryStore
+from memstream.sinks import MemoryStore, StoreWriteError
 from memstream.sinks.base import MemoryFilter
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,8 @@ INSIGHTS = MemoryFilter(types=(MemoryType.insight,), statuses=(StoreStatus.valid
 #: Per-user lists read for reflection; users with more unreflected observations are
 #: reflected in several rounds.
 LIST_LIMIT = 2000
+#: Memories deleted per store call when a user's memories are all deleted.
+DELETE_PAGE = 1000
 
 
 @dataclass
@@ -420,20 +422,35 @@ class JobProcessor:
     async def _delete(
         self, job_id: str, owner_id: str, user_id: str, memory_ids: Sequence[str] | None
     ) -> JobOutcome:
-        """Delete events carry the memory's next version, so a replayed older upsert loses."""
-        if memory_ids is None:
-            doomed = await self._store.list_memories(
-                owner_id, user_id, MemoryFilter(statuses=tuple(StoreStatus)), limit=LIST_LIMIT
-            )
-        else:
+        """Delete events carry the memory's next version, so a replayed older upsert loses.
+        ``None`` deletes every memory of the user, a page at a time until none is left."""
+        if memory_ids is not None:
             found = [await self._store.get(owner_id, user_id, mid) for mid in memory_ids]
-            doomed = [n for n in found if n is not None]
-        removed = set(await self._store.delete(owner_id, user_id, [n.memory_id for n in doomed]))
+            removed = await self._delete_nodes(job_id, [n for n in found if n is not None])
+            return JobOutcome(job_id, removed, removed)
+        everything = MemoryFilter(statuses=tuple(StoreStatus))
+        total = 0
+        while page := await self._store.list_memories(
+            owner_id, user_id, everything, limit=DELETE_PAGE
+        ):
+            removed = await self._delete_nodes(job_id, page)
+            if removed == 0:
+                raise StoreWriteError(f"could not delete memories of {owner_id}/{user_id}")
+            total += removed
+        return JobOutcome(job_id, total, total)
+
+    async def _delete_nodes(self, job_id: str, doomed: Sequence[MemoryNode]) -> int:
+        if not doomed:
+            return 0
+        first = doomed[0]
+        removed = set(
+            await self._store.delete(first.owner_id, first.user_id, [n.memory_id for n in doomed])
+        )
         await self._store.refresh()
         for node in doomed:
             if node.memory_id in removed:
                 await self._publish(MemoryEvent.delete(node, job_id, cause="delete"))
-        return JobOutcome(job_id, len(removed), len(removed))
+        return len(removed)
 
     async def _forget(self, job: ForgetJob) -> JobOutcome:
         """Erasure: every memory of the user goes, and a tombstone goes on the log (after

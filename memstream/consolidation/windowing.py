@@ -25,6 +25,11 @@ def estimate_tokens(text: str) -> int:
     return cjk + max(0, len(text) - cjk + 3) // 4 + 1
 
 
+#: What a message adds to its job's record beyond its own JSON (fields serialised with their
+#: defaults, separators): a bound, so that a job of ``max_bytes`` of messages fits.
+MESSAGE_OVERHEAD_BYTES = 256
+
+
 class WindowMessage(NamedTuple):
     """A message held in an open window, compactly: what the window rules read, and the
     validated message as JSON. A parsed ``ChatMessage`` costs ~1.6 KB; this, ~0.4 KB, and a
@@ -49,6 +54,11 @@ class WindowMessage(NamedTuple):
     def message(self) -> ChatMessage:
         return ChatMessage.model_validate_json(self.raw)
 
+    @property
+    def size(self) -> int:
+        """Bytes this message adds to its window's job."""
+        return len(self.raw) + MESSAGE_OVERHEAD_BYTES
+
 
 class WindowState(BaseModel):
     """The open window of one user (in the worker's memory; the log is its durable copy)."""
@@ -59,6 +69,8 @@ class WindowState(BaseModel):
     messages: list[WindowMessage] = Field(default_factory=list)
     ids: frozenset[str] = Field(frozenset(), repr=False, description="Of ``messages``.")
     tokens: int = 0
+    size: int = 0
+    """Bytes of the window's job (see :attr:`WindowMessage.size`)."""
     opened_at: datetime | None = None  # wall clock at the first message
     last_seen_at: datetime | None = None  # wall clock at the latest message
 
@@ -131,15 +143,22 @@ def add_message(
             jobs.append(close_window(state, WindowTrigger.max_age, now))
             state = next_window(state)
     held = WindowMessage.of(message, raw)
-    tokens = held.tokens
-    if not state.is_empty and state.tokens + tokens > limits.max_tokens:
-        jobs.append(close_window(state, WindowTrigger.max_tokens, now))
-        state = next_window(state)
+    tokens, size = held.tokens, held.size
+    if not state.is_empty:
+        # Close before a message that would take the window past a bound: a job never
+        # exceeds max_bytes (its record must fit the broker) unless one message alone does.
+        if state.tokens + tokens > limits.max_tokens:
+            jobs.append(close_window(state, WindowTrigger.max_tokens, now))
+            state = next_window(state)
+        elif state.size + size > limits.max_bytes:
+            jobs.append(close_window(state, WindowTrigger.max_bytes, now))
+            state = next_window(state)
     state = state.model_copy(
         update={
             "messages": [*state.messages, held],
             "ids": state.ids | {message.message_id},
             "tokens": state.tokens + tokens,
+            "size": state.size + size,
             "opened_at": state.opened_at or now,
             "last_seen_at": now,
         }
@@ -149,6 +168,9 @@ def add_message(
         state = next_window(state)
     elif state.tokens >= limits.max_tokens:
         jobs.append(close_window(state, WindowTrigger.max_tokens, now))
+        state = next_window(state)
+    elif state.size >= limits.max_bytes:
+        jobs.append(close_window(state, WindowTrigger.max_bytes, now))
         state = next_window(state)
     return state, jobs
 
@@ -165,6 +187,7 @@ def advance_after(state: WindowState, job: ConsolidationJob) -> WindowState:
         window_no=state.window_no + 1,
         messages=remaining,
         tokens=sum(m.tokens for m in remaining),
+        size=sum(m.size for m in remaining),
         opened_at=state.last_seen_at,
         last_seen_at=state.last_seen_at,
     )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 
+from aiokafka.errors import KafkaError
 from fastapi import HTTPException
 
 from memstream.config import Settings
@@ -12,10 +14,16 @@ from memstream.streams.producer import MessageProducer
 
 
 class LogWriter:
-    """One producer, started on first use so a read-only deployment never connects to Kafka."""
+    """One producer, started on first use so a read-only deployment never connects to Kafka.
+
+    Every write waits for the broker at most ``api.produce_timeout_seconds``; past it, or if
+    the broker refuses, the request answers 503 with the reason. A record whose wait timed
+    out may still be delivered once the broker is back: every write is idempotent (adds by
+    their request id, deletes and forgets by effect), so a client retrying it is safe."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._timeout = settings.api.produce_timeout_seconds
         self._producer: MessageProducer | None = None
         self._lock = asyncio.Lock()
 
@@ -24,20 +32,39 @@ class LogWriter:
             if self._producer is None:
                 producer = MessageProducer(self._settings.kafka)
                 try:
-                    await asyncio.wait_for(producer.__aenter__(), timeout=10)
-                except Exception as exc:
-                    raise HTTPException(503, f"the message log is unavailable: {exc}") from exc
+                    await self._bounded(producer.__aenter__(), "connecting")
+                except HTTPException:
+                    await producer.__aexit__(None, None, None)
+                    raise
                 self._producer = producer
             return self._producer
 
+    async def _bounded(self, write: Awaitable[object], what: str) -> None:
+        try:
+            await asyncio.wait_for(write, timeout=self._timeout)
+        except TimeoutError as exc:
+            raise HTTPException(
+                503,
+                f"the message log is unavailable: no answer from the broker "
+                f"({self._settings.kafka.bootstrap_servers}) within {self._timeout:g} s "
+                f"while {what}; retry later",
+            ) from exc
+        except KafkaError as exc:
+            raise HTTPException(
+                503, f"the message log is unavailable while {what}: {type(exc).__name__}: {exc}"
+            ) from exc
+
     async def send_job(self, job: AddMemoryJob | DeleteMemoriesJob) -> None:
-        await (await self._get()).send_job(job)
+        producer = await self._get()
+        await self._bounded(producer.send_job(job), f"sending job {job.job_id}")
 
     async def forget(self, job: ForgetJob) -> None:
-        await (await self._get()).forget(job)
+        producer = await self._get()
+        await self._bounded(producer.forget(job), f"sending forget {job.job_id}")
 
     async def send_messages(self, messages: list[ChatMessage]) -> None:
-        await (await self._get()).send_many(messages)
+        producer = await self._get()
+        await self._bounded(producer.send_many(messages), f"sending {len(messages)} messages")
 
     async def close(self) -> None:
         if self._producer is not None:

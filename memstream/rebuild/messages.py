@@ -99,7 +99,8 @@ class Deriver:
                 await self._run_one(decoded)
                 continue
             state = self._windows.get(user, WindowState())
-            state, jobs = add_message(state, decoded, arrived, self._s.window)
+            # The record's own bytes, as the worker keeps them: windows close where it closed them.
+            state, jobs = add_message(state, decoded, arrived, self._s.window, r.value)
             self._windows[user] = state
             self._jobs.extend(jobs)
             if len(self._jobs) >= self._batch:

@@ -18,6 +18,7 @@ class WindowTrigger(StrEnum):
 
     max_messages = "max_messages"
     max_tokens = "max_tokens"
+    max_bytes = "max_bytes"
     idle_gap = "idle_gap"
     max_age = "max_age"
     shutdown = "shutdown"

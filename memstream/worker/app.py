@@ -28,11 +28,30 @@ def broker_urls(bootstrap_servers: str) -> list[str]:
     return [f"kafka://{hp.strip()}" for hp in bootstrap_servers.split(",") if hp.strip()]
 
 
+class WorkerApp(faust.App):
+    """A Faust app whose agents do not die alone: stock Faust logs an agent's crash and keeps
+    the worker up (its web pages answer, its partitions stay assigned), so ingestion would
+    stop while every health check stayed green. Here an agent that dies crashes the worker:
+    it exits non-zero, its liveness fails, and an orchestrator restarts it. Nothing its
+    batch held was committed, so the restarted worker reads it again. (Timers already crash
+    the app on an error.)"""
+
+    async def _on_agent_error(self, agent: Any, exc: BaseException) -> None:
+        await super()._on_agent_error(agent, exc)
+        log.critical(
+            "agent %s died: %s: %s; the worker stops (exit status 1) so that it is restarted",
+            agent.name,
+            type(exc).__name__,
+            exc,
+        )
+        await self.crash(exc)
+
+
 def create_app(ctx: WorkerContext) -> faust.App:
     s = ctx.settings
     k = s.kafka
     use_fetch_max_wait(s.worker.fetch_max_wait_ms)
-    app = faust.App(
+    app = WorkerApp(
         s.worker.app_id,
         broker=broker_urls(k.bootstrap_servers),
         store="memory://",
@@ -43,7 +62,7 @@ def create_app(ctx: WorkerContext) -> faust.App:
         broker_rebalance_timeout=s.worker.broker_rebalance_timeout,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
-        producer_max_request_size=max(1_048_576, 4 * k.max_message_bytes),
+        producer_max_request_size=max(1_048_576, 2 * s.window.max_bytes, 4 * k.max_message_bytes),
         web_port=s.worker.web_port,
         stream_buffer_maxsize=s.worker.stream_buffer,
         web_bind=s.worker.web_host,

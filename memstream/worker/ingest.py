@@ -13,10 +13,10 @@ invalid; the log is the window's durable copy.
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
+from functools import partial
 from typing import Any, cast
 
 import faust
@@ -29,6 +29,7 @@ from memstream.schemas import (
     WindowTrigger,
     utcnow,
 )
+from memstream.schemas.dlq import letter_key
 from memstream.streams.codec import CONTROL_HEADER, Rejected
 from memstream.streams.routing import route_record
 from memstream.worker.acks import hold_batch
@@ -93,28 +94,36 @@ def register_ingest(
         # The new owner re-reads these messages from the last committed offset.
         windows.revoke({tp.partition for tp in revoked if tp.topic == s.kafka.messages_topic})
 
-    async def dead_letter(event: Any, rejected: Rejected) -> None:
+    def count_letter(reason: str) -> None:
+        stats.dlq_by_reason[reason] += 1
+
+    def nothing() -> None:
+        pass
+
+    async def dead_letter(event: Any, rejected: Rejected) -> Any:
+        """Send the record's letter; returns the send's future (counted once it is acked)."""
         msg = event.message
-        letter = DeadLetter(
-            reason=rejected.reason,
-            detail=rejected.detail,
+        letter = DeadLetter.of(
+            rejected.reason,
+            rejected.detail,
             topic=msg.topic,
             partition=msg.partition,
             offset=msg.offset,
-            key_b64=DeadLetter.encode(msg.key),
-            value_b64=base64.b64encode(msg.value or b"").decode("ascii"),
+            key=msg.key,
+            value=msg.value,
             headers=_headers(msg),
         )
-        stats.dlq_by_reason[rejected.reason.value] += 1
-        await dlq_topic.send(key=msg.key, value=letter.model_dump_json().encode(), force=True)
+        return await dlq_topic.send(
+            key=letter_key(msg.key), value=letter.model_dump_json().encode(), force=True
+        )
 
-    async def reroute(event: Any, key: bytes, partition: int) -> None:
+    async def reroute(event: Any, key: bytes, partition: int) -> Any:
         # A producer with a non-default partitioner put this key elsewhere. Move it to the
         # partition murmur2 gives, where the key's window lives, instead of splitting the user.
         msg = event.message
         headers = [*(_headers(msg).items()), (REROUTED_HEADER, str(msg.partition))]
         stats.counters["messages_rerouted"] += 1
-        await messages_topic.send(
+        return await messages_topic.send(
             key=key,
             value=msg.value,
             partition=partition,
@@ -133,6 +142,11 @@ def register_ingest(
                 await ingest_batch(events)
 
     async def ingest_batch(events: Sequence[Any]) -> None:
+        """One batch. Every record is sent on (a job, a dead letter, a re-route) before the
+        batch ends and its offsets can be committed: a send that fails ends the agent, and
+        the worker with it (``WorkerApp``), so the batch is read again after a restart."""
+        # Send futures, and what may happen once each is acknowledged by the broker.
+        sent: list[tuple[Any, Callable[[], None]]] = []
         now = utcnow()
         skew = timedelta(seconds=s.window.max_future_skew_seconds)
         by_key: dict[bytes, list[tuple[ChatMessage | ForgetJob, Any]]] = {}
@@ -152,12 +166,13 @@ def register_ingest(
                 max_future_skew=skew,
             )
             if isinstance(routed, Rejected):
-                await dead_letter(event, routed)
+                reason = routed.reason.value
+                sent.append((await dead_letter(event, routed), partial(count_letter, reason)))
                 windows.done(event)
                 continue
             key = routed.key
             if routed.home != msg.partition:
-                await reroute(event, key, routed.home)
+                sent.append((await reroute(event, key, routed.home), nothing))
                 windows.done(event)
                 continue
             by_key.setdefault(key, []).append((routed.item, event))
@@ -166,20 +181,22 @@ def register_ingest(
             for item, event in items:
                 if isinstance(item, ForgetJob):
                     # The open window is dropped; the forget follows the user's earlier jobs.
-                    await jobs_topic.send(
-                        key=key, value=item.model_dump_json().encode(), force=True
-                    )
+                    forget = item.model_dump_json().encode()
+                    sent.append((await jobs_topic.send(key=key, value=forget, force=True), nothing))
                     stats.counters["forgets"] += 1
                     windows.erase(key, open_items, event)
                     open_items = []
                     continue
                 raw = event.message.value  # what ``item`` was validated from
                 for job in windows.add(key, item, raw, now):
-                    await emit(job)
-                    windows.emitted(key, job)
+                    # Its messages' records are released only once the job is acknowledged.
+                    sent.append((await emit(job), partial(windows.emitted, key, job)))
                 open_items.append((item, event))
                 stats.counters["messages_windowed"] += 1
             windows.hold(key, open_items)
+        for future, then in sent:
+            await future  # raises if the broker refused it
+            then()
         stats.counters["acks_pending"] = windows.pending()
 
     @app.timer(interval=s.window.tick_seconds, name="memstream.close_idle_windows")  # type: ignore[untyped-decorator]

@@ -10,7 +10,6 @@ dead-lettered with that reason at once. The worker never crashes on a job.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ from memstream.schemas import (
     split_user_key,
     utcnow,
 )
+from memstream.schemas.dlq import letter_key
 from memstream.streams.events import event_record
 from memstream.worker.acks import hold_batch
 from memstream.worker.context import WorkerContext
@@ -59,18 +59,21 @@ def register_jobs(
     delivery = InOrderDelivery(app, ctx.settings.kafka.jobs_topic, stats)
 
     async def dead_letter(msg: Any, reason: DlqReason, detail: str) -> None:
-        stats.dlq_by_reason[reason.value] += 1
-        letter = DeadLetter(
-            reason=reason,
-            detail=detail[:4000],
+        """Send the job's letter and wait for the broker's ack (then count it): the job's
+        offset is committed only after, so a job is never lost without its letter."""
+        letter = DeadLetter.of(
+            reason,
+            detail,
             stage="jobs",
             topic=msg.topic,
             partition=msg.partition,
             offset=msg.offset,
-            key_b64=DeadLetter.encode(msg.key),
-            value_b64=base64.b64encode(msg.value or b"").decode("ascii"),
+            key=msg.key,
+            value=msg.value,
         )
-        await dlq_topic.send(key=msg.key, value=letter.model_dump_json().encode(), force=True)
+        value = letter.model_dump_json().encode()
+        await (await dlq_topic.send(key=letter_key(msg.key), value=value, force=True))
+        stats.dlq_by_reason[reason.value] += 1
 
     async def settle(msg: Any, job: AnyJob, outcome: JobOutcome) -> bool:
         """Count a finished job; dead-letter one the model could not serve. False = retry."""
