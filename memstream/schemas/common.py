@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import numpy as np
 from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, StringConstraints
+from pydantic_core import PydanticCustomError
 
 #: Ids are opaque to memstream but must be safe in Kafka keys, URLs and index ids.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,127}$"
@@ -31,6 +33,39 @@ def _check_time_range(value: datetime) -> datetime:
 
 #: A timezone-aware datetime within the sane range.
 Timestamp = Annotated[datetime, AfterValidator(_check_time_range)]
+
+#: RFC 3339 ``date-time`` as producers must write it on the wire: upper-case ``T`` and
+#: ``Z``, seconds, an optional fraction, a zone (``Z`` or ``±hh:mm``); years 1970–2099.
+#: The committed JSON Schema carries the same pattern, so schema and codec agree.
+RFC3339_PATTERN = (
+    r"^(19[7-9][0-9]|20[0-9]{2})-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+    r"(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$"
+)
+_RFC3339 = re.compile(RFC3339_PATTERN)
+
+
+def _wire_time(value: Any) -> Any:
+    """On the wire a time is an RFC 3339 string, nothing else: no epoch numbers, numeric
+    strings, space separators, lower-case ``t``/``z`` or minutes-only times (which a lax
+    parser would accept). Python callers may pass a ``datetime``."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise PydanticCustomError(
+            "datetime_type",
+            "must be an RFC 3339 date-time string, not {kind}",
+            {"kind": type(value).__name__},
+        )
+    if not _RFC3339.fullmatch(value):
+        raise PydanticCustomError(
+            "datetime_format",
+            "must be RFC 3339 like 2024-07-10T09:30:00+08:00 (upper-case T and Z, seconds, a zone)",
+        )
+    return value
+
+
+#: A message's time as producers send it: RFC 3339 on the wire, then a :data:`Timestamp`.
+WireTimestamp = Annotated[datetime, BeforeValidator(_wire_time), AfterValidator(_check_time_range)]
 
 
 def utcnow() -> datetime:

@@ -6,19 +6,33 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticCustomError
 
-from memstream.schemas.common import Id, Timestamp
+from memstream.schemas.common import RFC3339_PATTERN, Id, WireTimestamp
 
 #: Largest ``content`` accepted, in characters. Longer texts are documents, not chat turns.
 MAX_CONTENT_CHARS = 16_000
 MAX_METADATA_KEYS = 32
 MAX_METADATA_VALUE_CHARS = 1_000
 
-MetadataValue = str | int | float | bool | None
+MetadataValue = (
+    Annotated[str, StringConstraints(max_length=MAX_METADATA_VALUE_CHARS)]
+    | int
+    | float
+    | bool
+    | None
+)
 LanguageTag = Annotated[
     str, StringConstraints(pattern=r"^[a-zA-Z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$", max_length=35)
 ]
+
+
+def _no_bool(value: object) -> object:
+    """JSON ``true`` is not the integer 1 (a lax parser would take it as one)."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("int_type", "Input should be a valid integer, not a boolean")
+    return value
 
 
 class Role(StrEnum):
@@ -52,7 +66,9 @@ class ChatMessage(BaseModel):
         },
     )
 
-    schema_version: Literal[1] = Field(1, description="Version of this contract.")
+    schema_version: Annotated[Literal[1], BeforeValidator(_no_bool)] = Field(
+        1, description="Version of this contract."
+    )
     message_id: Id = Field(description="Unique per owner; a re-sent message keeps its id.")
     owner_id: Id = Field(description="Whose memory space: the app, assistant or tenant.")
     user_id: Id = Field(description="The person the memory is about.")
@@ -63,20 +79,16 @@ class ChatMessage(BaseModel):
     content: Annotated[str, StringConstraints(max_length=MAX_CONTENT_CHARS)] = Field(
         description="The message text (empty or trivial texts are accepted and not remembered)."
     )
-    sent_at: Timestamp = Field(description="When the message was sent, ISO 8601 with timezone.")
+    sent_at: WireTimestamp = Field(
+        description="When the message was sent: RFC 3339 with a zone, e.g. "
+        "2024-07-10T09:30:00+08:00.",
+        json_schema_extra={"pattern": RFC3339_PATTERN},
+    )
     conversation_id: Id | None = None
     language: LanguageTag | None = Field(None, description="BCP 47 tag, e.g. `en`, `zh-CN`.")
     metadata: dict[
         Annotated[str, StringConstraints(min_length=1, max_length=64)], MetadataValue
     ] = Field(default_factory=dict, max_length=MAX_METADATA_KEYS)
-
-    @field_validator("metadata")
-    @classmethod
-    def _small_values(cls, value: dict[str, MetadataValue]) -> dict[str, MetadataValue]:
-        for key, item in value.items():
-            if isinstance(item, str) and len(item) > MAX_METADATA_VALUE_CHARS:
-                raise ValueError(f"metadata[{key!r}] is longer than {MAX_METADATA_VALUE_CHARS}")
-        return value
 
     @property
     def key(self) -> str:

@@ -45,16 +45,16 @@ def _reason_for(error: ValidationError) -> Rejected:
         reason = DlqReason.unknown_field
     elif field in _TIME_FIELDS:
         reason = DlqReason.bad_timestamp
-    elif field == "schema_version":
+    elif field == "schema_version" and not kind.endswith(_TYPE_ERRORS):
         reason = DlqReason.unsupported_schema_version
     elif kind == "string_too_long" and field == "content":
         reason = DlqReason.oversize
     elif kind.endswith(_TYPE_ERRORS) or kind in {"model_type", "dict_type"}:
         reason = DlqReason.wrong_type
     elif kind in {"enum", "literal_error", "string_pattern_mismatch"} and not isinstance(
-        first.get("input"), str | int
+        first.get("input"), str
     ):
-        reason = DlqReason.wrong_type  # e.g. a list where one of a set of strings belongs
+        reason = DlqReason.wrong_type  # e.g. true or a list where one of some strings belongs
     else:
         reason = DlqReason.invalid_value
     return Rejected(reason, f"{loc} [{kind}]: {detail}"[:4000])
