@@ -220,6 +220,11 @@ class ApiSettings(BaseModel):
     max_request_bytes: int = Field(
         1_048_576, ge=1024, description="Larger request bodies are refused (413)."
     )
+    metrics_token: str | None = Field(
+        None,
+        description="When set, /metrics answers only requests bearing it (X-API-Key or "
+        "Authorization: Bearer), e.g. a Prometheus scrape's bearer token.",
+    )
     produce_timeout_seconds: float = Field(
         5.0,
         gt=0,

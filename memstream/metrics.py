@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from fastapi import HTTPException
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -146,6 +147,19 @@ class ServiceMetrics:
         return generate_latest(self.registry)
 
 
+def too_large_body(limit: int) -> dict[str, Any]:
+    return {"error": "request_too_large", "detail": {"max_bytes": limit}}
+
+
+class BodyTooLarge(HTTPException):
+    """A request body past the service's limit, found while it was read. An HTTP exception,
+    so that FastAPI lets it through its body parsing untouched; the middleware answers 413."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, "request_too_large")
+        self.limit = limit
+
+
 class ObserveMiddleware:
     """Pure ASGI middleware (cheaper than Starlette's BaseHTTPMiddleware on the hot path):
     refuses bodies over ``limit`` bytes (413) and records latency by route and status."""
@@ -166,6 +180,17 @@ class ObserveMiddleware:
                 self._observe(scope, 413, started)
                 return
         status = 500
+        received = 0
+
+        async def receive_bounded() -> Any:
+            # A body without a length (chunked) is counted as it arrives, never read whole.
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLarge(self.limit)
+            return message
 
         async def send_and_watch(message: Any) -> None:
             nonlocal status
@@ -174,7 +199,12 @@ class ObserveMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_and_watch)
+            await self.app(scope, receive_bounded, send_and_watch)
+        except BodyTooLarge:
+            if status != 500:
+                raise  # the response had started: nothing more can be said
+            status = 413
+            await self._too_large(send)
         finally:
             self._observe(scope, status, started)
 
@@ -185,7 +215,7 @@ class ObserveMiddleware:
         )
 
     async def _too_large(self, send: Any) -> None:
-        body = json.dumps({"error": "request_too_large", "detail": {"max_bytes": self.limit}})
+        body = json.dumps(too_large_body(self.limit))
         await send(
             {
                 "type": "http.response.start",

@@ -143,3 +143,24 @@ def test_keys_pass_to_child_processes(tmp_path: Path) -> None:
         for k, v in env.items():
             mp.setenv(k, v)
         assert Settings.load().api.api_keys == KEYS
+
+
+async def test_health_tells_nothing_about_tenants_once_keys_are_configured(service: Any) -> None:
+    transport = httpx.ASGITransport(app=service)
+    async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+        health = (await client.get("/healthz")).json()
+    assert health["status"] == "ok" and health["memories"] is None
+
+
+async def test_metrics_can_be_protected_by_a_token(tmp_path: Path, embedder: Embedder) -> None:
+    settings = Settings.load(data_dir=tmp_path, api={"metrics_token": "scrape-me"})
+    async with SQLiteStore(tmp_path / "m.db") as store:
+        app = create_service(settings, store=store, embedder=embedder)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+            assert (await client.get("/metrics")).status_code == 401
+            wrong = {"Authorization": "Bearer nope"}
+            assert (await client.get("/metrics", headers=wrong)).status_code == 401
+            for headers in ({"Authorization": "Bearer scrape-me"}, {"X-API-Key": "scrape-me"}):
+                r = await client.get("/metrics", headers=headers)
+                assert r.status_code == 200 and "memstream_http_request_seconds" in r.text

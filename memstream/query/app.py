@@ -18,7 +18,7 @@ import memstream
 from memstream.config import Settings
 from memstream.embedder import Embedder, load_embedder
 from memstream.llm import LLMClient, load_llm
-from memstream.metrics import ObserveMiddleware, ServiceMetrics
+from memstream.metrics import BodyTooLarge, ObserveMiddleware, ServiceMetrics, too_large_body
 from memstream.query.auth import AccessControl
 from memstream.query.log_writer import LogWriter
 from memstream.query.models import ErrorBody
@@ -107,6 +107,8 @@ def create_service(
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if isinstance(exc, BodyTooLarge):  # the same answer as a too-large content-length
+            return JSONResponse(status_code=413, content=too_large_body(exc.limit))
         return JSONResponse(status_code=exc.status_code, content={"error": str(exc.detail)})
 
     for router in (ops.router, retrieval.router, memories.router, chat.router):

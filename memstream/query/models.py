@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic_core import to_json
 
-from memstream.schemas.common import Id
+from memstream.schemas.common import Id, Timestamp
 from memstream.schemas.memory import EventTime, MemoryNode, MemoryType, StoreStatus
 from memstream.search import Ranked, RetrievalMode, TimeRange
 
@@ -171,7 +171,10 @@ class Health(BaseModel):
     status: str
     store: str
     embedder: str
-    memories: int
+    memories: int | None = Field(
+        description="Memories in the store; only while no API keys are configured (with keys, "
+        "health tells nothing about any tenant)."
+    )
 
 
 class ErrorBody(BaseModel):
@@ -190,11 +193,15 @@ class AddMemoryRequest(BaseModel):
         json_schema_extra={"examples": [{"content": "Alice is vegetarian.", "keywords": ["diet"]}]},
     )
 
-    content: Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+    content: Annotated[str, StringConstraints(min_length=1, max_length=4000, pattern=r"\S")] = (
+        Field(description="The memory's text: not blank.")
+    )
     keywords: list[Annotated[str, StringConstraints(max_length=64)]] = Field(
         default_factory=list, max_length=20
     )
-    valid_from: AwareDatetime | None = Field(None, description="When it became true (default now).")
+    valid_from: Timestamp | None = Field(
+        None, description="When it became true (default now), with a zone; 1970–2099."
+    )
     request_id: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")] | None = (
         Field(None, description="Idempotency key: the same request id adds the same memory once.")
     )

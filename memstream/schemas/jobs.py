@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from memstream.schemas.common import Id, utcnow
+from memstream.schemas.common import Id, Timestamp, utcnow
 from memstream.schemas.messages import ChatMessage, user_key
 
 
@@ -65,7 +65,7 @@ class AddMemoryJob(UserJob):
     memory_id: str
     content: Annotated[str, Field(min_length=1, max_length=4000)]
     keywords: list[str] = Field(default_factory=list, max_length=20)
-    valid_from: datetime | None = None
+    valid_from: Timestamp | None = None
     requested_at: datetime = Field(default_factory=utcnow)
 
 

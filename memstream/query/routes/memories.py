@@ -18,6 +18,8 @@ from memstream.sinks import MemoryFilter
 
 #: Memories read per store call when a route needs them all.
 PAGE = 1000
+#: Deepest page offset a list may ask for (a store's integers are 64-bit; no user has more).
+MAX_OFFSET = 1_000_000_000
 
 router = APIRouter(
     prefix="/v1/users/{owner_id}/{user_id}",
@@ -34,7 +36,7 @@ async def list_memories(
     memory_type: Annotated[list[MemoryType] | None, Query()] = None,
     status: Annotated[list[StoreStatus] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> MemoryPage:
     """A user's memories, newest message time first (valid ones unless `status` says)."""
     store, _, _ = service.ready()
