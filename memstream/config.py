@@ -89,6 +89,12 @@ class WorkerSettings(BaseModel):
         description="Consumer group session timeout (s): how fast a dead worker is noticed.",
     )
     broker_rebalance_timeout: float = Field(10.0, gt=0, description="Rebalance timeout (s).")
+    topic_check_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="How often the worker checks that its topics exist as specified; one "
+        "missing or with another partition count stops it (exit status 1).",
+    )
     shutdown_drain_seconds: float = Field(
         30.0, ge=0, description="Time allowed to consolidate open windows at graceful shutdown."
     )

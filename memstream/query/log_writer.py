@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 from fastapi import HTTPException
 
 from memstream.config import Settings
@@ -39,15 +39,28 @@ class LogWriter:
                 self._producer = producer
             return self._producer
 
-    async def _bounded(self, write: Awaitable[object], what: str) -> None:
+    async def _bounded(self, write: Awaitable[object], what: str, topic: str = "") -> None:
         try:
             await asyncio.wait_for(write, timeout=self._timeout)
         except TimeoutError as exc:
+            known = await self._producer.topic_exists(topic) if topic and self._producer else None
+            if known is False:
+                raise HTTPException(
+                    503,
+                    f"the message log is unavailable while {what}: topic {topic} does not "
+                    f"exist (`memstream topics create`, or restart the worker, makes it)",
+                ) from exc
             raise HTTPException(
                 503,
                 f"the message log is unavailable: no answer from the broker "
                 f"({self._settings.kafka.bootstrap_servers}) within {self._timeout:g} s "
                 f"while {what}; retry later",
+            ) from exc
+        except UnknownTopicOrPartitionError as exc:
+            raise HTTPException(
+                503,
+                f"the message log is unavailable while {what}: a topic does not exist "
+                f"(`memstream topics create` makes them)",
             ) from exc
         except KafkaError as exc:
             raise HTTPException(
@@ -56,15 +69,25 @@ class LogWriter:
 
     async def send_job(self, job: AddMemoryJob | DeleteMemoriesJob) -> None:
         producer = await self._get()
-        await self._bounded(producer.send_job(job), f"sending job {job.job_id}")
+        await self._bounded(
+            producer.send_job(job), f"sending job {job.job_id}", self._settings.kafka.jobs_topic
+        )
 
     async def forget(self, job: ForgetJob) -> None:
         producer = await self._get()
-        await self._bounded(producer.forget(job), f"sending forget {job.job_id}")
+        await self._bounded(
+            producer.forget(job),
+            f"sending forget {job.job_id}",
+            self._settings.kafka.messages_topic,
+        )
 
     async def send_messages(self, messages: list[ChatMessage]) -> None:
         producer = await self._get()
-        await self._bounded(producer.send_many(messages), f"sending {len(messages)} messages")
+        await self._bounded(
+            producer.send_many(messages),
+            f"sending {len(messages)} messages",
+            self._settings.kafka.messages_topic,
+        )
 
     async def close(self) -> None:
         if self._producer is not None:

@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Self
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from memstream.config import KafkaSettings
@@ -26,6 +27,8 @@ from memstream.streams.events import event_record, switch_record
 CONTENT_TYPE = ("content-type", b"application/json")
 #: Sends in flight before a pipelined sender waits for their acks.
 IN_FLIGHT = 1000
+#: Longest wait for the broker's list of topics.
+TOPIC_LOOKUP_SECONDS = 2.0
 
 
 class Producer:
@@ -106,6 +109,17 @@ class Producer:
         await self._producer.send_and_wait(
             topic, value=value, key=key, headers=headers, partition=partition
         )
+
+    async def topic_exists(self, topic: str) -> bool | None:
+        """Whether the broker knows ``topic`` (None: it could not be asked within
+        ``TOPIC_LOOKUP_SECONDS``). Asks for every topic's metadata, which never creates one."""
+        try:
+            cluster = await asyncio.wait_for(
+                self._producer.client.fetch_all_metadata(), TOPIC_LOOKUP_SECONDS
+            )
+        except (TimeoutError, KafkaError):
+            return None
+        return topic in cluster.topics()
 
     async def partitions_for(self, topic: str) -> set[int]:
         return set(await self._producer.partitions_for(topic))

@@ -85,6 +85,24 @@ async def create_topics(kafka: KafkaSettings, *, verify: bool = True) -> list[st
         await admin.close()
 
 
+async def check_topics(kafka: KafkaSettings) -> None:
+    """Every topic exists with the settings' partition count; raises :class:`TopicMissing`
+    or :class:`TopicMismatch` naming what is wrong (lists topics: creates none)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s.name for s in topic_specs(kafka) if s.name not in existing]
+        if missing:
+            raise TopicMissing(
+                f"topics missing: {', '.join(missing)} (did the broker restart with an "
+                f"in-memory log?); `memstream topics create` or a worker's start makes them"
+            )
+        await _verify_partitions(admin, kafka, existing)
+    finally:
+        await admin.close()
+
+
 async def _verify_partitions(
     admin: AIOKafkaAdminClient, kafka: KafkaSettings, existing: set[str]
 ) -> None:

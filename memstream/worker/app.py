@@ -16,6 +16,7 @@ import faust
 
 from memstream.metrics import worker_metrics
 from memstream.schemas import ConsolidationJob
+from memstream.streams.topics import TopicError, check_topics
 from memstream.worker.context import WorkerContext
 from memstream.worker.ingest import register_ingest
 from memstream.worker.jobs import register_jobs
@@ -81,10 +82,11 @@ def create_app(ctx: WorkerContext) -> faust.App:
         "dlq": app.topic(k.dlq_topic, partitions=k.partitions, **raw),
     }
     drain = register_ingest(app, ctx, topics)
-    processor = register_jobs(app, ctx, topics)
+    processor, events_acknowledged = register_jobs(app, ctx, topics)
 
     async def process_inline(jobs: list[ConsolidationJob]) -> None:
         outcomes = await processor.process(jobs)
+        await events_acknowledged()
         failed = [o for o in outcomes if o.error is not None or o.failure is not None]
         if failed:
             # The windows stay unacknowledged: the next start reads them again and the jobs
@@ -109,6 +111,19 @@ def create_app(ctx: WorkerContext) -> faust.App:
         finally:
             await ctx.close_store()
             _write_final_stats(ctx)
+
+    @app.timer(interval=s.worker.topic_check_seconds, name="memstream.watch_topics")  # type: ignore[untyped-decorator]
+    async def watch_topics() -> None:
+        """Topics gone or changed under the worker (an in-memory broker restarted) stop it:
+        its offsets and windows no longer mean anything. Restarted, it creates the missing
+        topics with their specs. A broker that does not answer is only logged."""
+        try:
+            await check_topics(k)
+        except TopicError as exc:
+            log.critical("%s; the worker stops (exit status 1)", exc)
+            raise
+        except Exception as exc:  # the broker is away: the clients retry on their own
+            log.warning("could not check the topics: %s: %s", type(exc).__name__, exc)
 
     @app.page("/stats/")
     async def stats(web: Any, request: Any) -> Any:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import faust
@@ -44,14 +44,26 @@ RETRIES = 3
 
 def register_jobs(
     app: faust.App, ctx: WorkerContext, topics: dict[str, faust.TopicT]
-) -> JobProcessor:
+) -> tuple[JobProcessor, Callable[[], Awaitable[None]]]:
+    """Wire the jobs agent and the reflection timer; returns the processor and the wait for
+    its memory events to be acknowledged (for inline runs at shutdown)."""
     jobs_topic, memories_topic, dlq_topic = topics["jobs"], topics["memories"], topics["dlq"]
     stats = ctx.stats
+
+    #: Sends of memory events not yet acknowledged by the broker.
+    unacked: list[Any] = []
 
     async def publish(event: MemoryEvent) -> None:
         stats.counters["memory_events"] += 1
         key, value, headers = event_record(event)
-        await memories_topic.send(key=key, value=value, headers=headers, force=True)
+        unacked.append(await memories_topic.send(key=key, value=value, headers=headers, force=True))
+
+    async def events_acknowledged() -> None:
+        """Every store write has its event on the log before the batch's jobs are committed:
+        a send that fails ends the agent (and the worker), and the restarted worker runs the
+        jobs again (writes are idempotent, events are published for every write)."""
+        while unacked:
+            await unacked.pop(0)
 
     processor = JobProcessor(
         ctx.settings, ctx.store, ctx.embedder, publish, llm=ctx.llm, scheduler=ctx.scheduler
@@ -116,6 +128,7 @@ def register_jobs(
         async for events in cast(faust.Stream[bytes], stream).take_events(64, within=0.2):
             with hold_batch(events):
                 await run_batch(events)
+                await events_acknowledged()
 
     async def run_batch(events: Sequence[Any]) -> None:
         parsed: list[tuple[Any, AnyJob]] = []
@@ -160,4 +173,4 @@ def register_jobs(
                     key=key.encode(), value=job.model_dump_json().encode(), force=True
                 )
 
-    return processor
+    return processor, events_acknowledged
