@@ -47,6 +47,7 @@ from memstream.schemas import (
     ReflectionJob,
     Role,
     StoreStatus,
+    user_key,
     utcnow,
 )
 from memstream.sinks import MemoryStore, StoreWriteError
@@ -203,6 +204,7 @@ class JobProcessor:
         output = await self._ask(
             lc.CONSOLIDATE,
             job.owner_id,
+            job.user_id,
             language=language,
             name=name,
             payload=view.payload,
@@ -288,6 +290,7 @@ class JobProcessor:
         output = await self._ask(
             lc.RECONCILE,
             job.owner_id,
+            job.user_id,
             language=language,
             name=name,
             payload=view.payload,
@@ -342,6 +345,7 @@ class JobProcessor:
         output = await self._ask(
             rf.REFLECT,
             job.owner_id,
+            job.user_id,
             language=language,
             name=name,
             payload=view.payload,
@@ -455,7 +459,9 @@ class JobProcessor:
     async def _forget(self, job: ForgetJob) -> JobOutcome:
         """Erasure: every memory of the user goes, and a tombstone goes on the log (after
         the deletes), so replays of messages and events skip the user's earlier data."""
-        removed = await self._store.delete(job.owner_id, job.user_id)
+        removed = await self._store.erase_user(job.owner_id, job.user_id)
+        if self.llm is not None:
+            await self.llm.forget(job.key)  # answers that quote what the user said
         await self._store.refresh()
         await self._publish(
             MemoryEvent.tombstone(job.owner_id, job.user_id, job.job_id, job.requested_at)
@@ -470,6 +476,7 @@ class JobProcessor:
         self,
         step: Step[R],
         owner_id: str,
+        user_id: str,
         *,
         language: str,
         name: str,
@@ -485,6 +492,7 @@ class JobProcessor:
             schema_name=step.schema_name,
             schema=step.schema(**bounds),
             parse=step.parse,
+            subject=user_key(owner_id, user_id),
         )
 
     async def _embed(self, nodes: Sequence[MemoryNode]) -> None:

@@ -81,9 +81,11 @@ class LLMClient:
         schema_name: str,
         schema: dict[str, Any],
         parse: Callable[[dict[str, Any]], T],
+        subject: str | None = None,
     ) -> T:
         """A validated structured answer. Output that does not parse is asked for once more
-        (bypassing the cache); a second failure raises :class:`LLMOutputError`."""
+        (bypassing the cache); a second failure raises :class:`LLMOutputError`. ``subject``
+        (``owner_id/user_id``) is whom the prompt is about: :meth:`forget` erases by it."""
         request = GenerationRequest(
             messages=messages,
             schema_name=schema_name,
@@ -116,9 +118,15 @@ class LLMClient:
                 log.warning("%s: unusable model output (attempt %d/2): %s", step, attempt + 1, exc)
                 continue
             if self.cache is not None:
-                self.cache.put(key, completion)
+                self.cache.put(key, completion, subject)
             return parsed
         raise LLMOutputError(f"{step}: model output did not validate twice: {last_error}")
+
+    async def forget(self, subject: str) -> int:
+        """Erase the cached answers about ``subject`` (a forgotten user)."""
+        if self.cache is None:
+            return 0
+        return await asyncio.to_thread(self.cache.forget, subject)
 
     async def text(self, *, step: str, owner_id: str, messages: list[Message]) -> str:
         """A free-text answer (chat): accounted, not cached (it depends on the moment)."""

@@ -249,3 +249,18 @@ class MemoryStore(ABC):
 
     async def refresh(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Make completed writes visible to searches (a no-op where they already are)."""
+
+    async def erase_user(self, owner_id: str, user_id: str) -> list[str]:
+        """Forget a user: their memories go from every version kept (live, retired and
+        building, so that switching back cannot bring them back), then :meth:`purge` leaves
+        nothing of them recoverable in the store's files. Returns the ids that were live."""
+        removed = await self.delete(owner_id, user_id)
+        for version in await self.versions():
+            async with self.at_version(version.version) as other:
+                await other.delete(owner_id, user_id)
+        await self.purge()
+        return removed
+
+    async def purge(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Make deleted content unrecoverable from the store's own files (SQLite: merge the
+        text index, checkpoint the WAL; Elasticsearch: expunge deleted documents)."""

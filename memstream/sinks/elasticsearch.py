@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from elasticsearch import AsyncElasticsearch, BadRequestError, NotFoundError
+from elasticsearch import ApiError, AsyncElasticsearch, BadRequestError, NotFoundError
 
 from memstream.schemas.common import utcnow
 from memstream.schemas.memory import MemoryNode
@@ -297,6 +297,21 @@ class ElasticsearchStore(MemoryStore):
         check_drop(version, state)
         await self._client.indices.delete(index=index)
         await self._catalog_put(version, state=VersionState.dropped.value)
+
+    async def purge(self) -> None:
+        """Expunge deleted documents from the segments of every version (a delete only marks
+        a document; its source stays on disk until its segment is merged)."""
+        try:
+            await self._client.indices.forcemerge(
+                index=f"{self.alias}-v*", only_expunge_deletes=True
+            )
+        except ApiError as exc:
+            log.warning(
+                "force-merge of %s-v* failed (deleted documents stay on disk until "
+                "Elasticsearch merges their segments): %s",
+                self.alias,
+                exc,
+            )
 
     def at_version(self, version: int) -> ElasticsearchStore:
         return ElasticsearchStore(

@@ -169,6 +169,9 @@ class SQLiteStore(MemoryStore):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
+            # Deleted content is overwritten with zeros, not left in free pages: an erased
+            # user's text must not be recoverable from the file.
+            conn.execute("PRAGMA secure_delete=ON")
             self._local.conn = conn
             with self._connections_lock:
                 self._connections.append(conn)
@@ -342,6 +345,25 @@ class SQLiteStore(MemoryStore):
                 )
 
         await self._run(drop)
+
+    async def purge(self) -> None:
+        """Merge each version's text index (a deleted row's terms stay in old segments until
+        a merge drops them), then checkpoint the WAL into the file and truncate it (older
+        page images in the WAL hold what was deleted). A reader still on an old snapshot
+        can keep the WAL from truncating; the next purge or checkpoint finishes it."""
+
+        def purge(conn: sqlite3.Connection) -> None:
+            with self._transaction(conn):
+                rows = conn.execute(
+                    "SELECT version FROM memstream_versions WHERE state != 'dropped'"
+                ).fetchall()
+                for (version,) in rows:
+                    t = table_name(int(version))
+                    conn.execute(f"INSERT INTO {t}_fts ({t}_fts) VALUES ('optimize')")
+            with self._write_lock:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+        await self._run(purge)
 
     def at_version(self, version: int) -> SQLiteStore:
         return SQLiteStore(
