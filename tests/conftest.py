@@ -69,3 +69,13 @@ async def store(
         )
     async with s:
         yield s
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line per fault the fault suite applied: cases, lost, duplicated, leaked, 5xx."""
+    from tests.support.faults import OUTCOMES
+
+    if OUTCOMES:
+        terminalreporter.section("fault suite")
+        for outcome in OUTCOMES:
+            terminalreporter.write_line(outcome.line())

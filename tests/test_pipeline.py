@@ -17,6 +17,7 @@ from memstream.schemas import ChatMessage, ConsolidationJob, MemoryEvent, parse_
 from memstream.sinks import MemoryFilter, MemoryStore, open_store
 from memstream.streams.producer import MessageProducer
 from memstream.streams.topics import create_topics
+from tests.support.faults import FaultOutcome, record
 from tests.support.pipeline import (
     DataSet,
     Worker,
@@ -38,7 +39,13 @@ async def produce(settings: Settings, records: list[tuple[bytes, bytes]]) -> Non
 
 
 async def check_outcome(
-    settings: Settings, store: MemoryStore, embedder: Embedder, data: DataSet, worker: Worker
+    settings: Settings,
+    store: MemoryStore,
+    embedder: Embedder,
+    data: DataSet,
+    worker: Worker,
+    *,
+    fault: str | None = None,
 ) -> None:
     """Every invalid record dead-lettered with its reason; every valid user message one memory."""
     expected = data.expected_memories
@@ -87,6 +94,15 @@ async def check_outcome(
             assert node.content == msg.content
             assert node.valid_from == msg.sent_at and node.message_time == msg.sent_at
             assert node.memory_type == "observation" and node.vector is not None
+    if fault is not None:
+        record(
+            FaultOutcome(
+                fault,
+                len(data.valid) + len(data.invalid),
+                lost=len(set(expected) - set(seen)),
+                duplicated=sum(1 for n in seen.values() if n > 1),
+            )
+        )
     assert set(seen) == set(expected) and set(seen.values()) == {1}
 
     # Retrievable through the query service, and the memory event log is complete.
@@ -233,7 +249,8 @@ async def run_pipeline(
                 worker.kill()  # SIGKILL mid-stream: no shutdown hook, no commit
                 await produce(settings, records[half:])
                 worker = Worker(env, tmp_path / "worker-2.log")
-            await check_outcome(settings, store, embedder, data, worker)
+            fault = f"kill -9 of the worker mid-stream ({backend})" if kill else None
+            await check_outcome(settings, store, embedder, data, worker, fault=fault)
             assert worker.alive(), "worker crashed; see its log"
         finally:
             code = worker.stop() if worker.alive() else None

@@ -4,8 +4,10 @@ on every partition, with no restart; every poison record is dead-lettered within
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from memstream.schemas import ChatMessage, DlqReason
 from memstream.sinks import MemoryFilter, MemoryStore, open_store
 from memstream.streams.partitioning import partition_for
 from memstream.streams.topics import create_topics
+from tests.support.faults import FaultOutcome, record
 from tests.support.pipeline import (
     Worker,
     dead_letters,
@@ -60,8 +63,9 @@ async def produce_raw(settings: Settings, records: list[tuple[bytes | None, byte
         await producer.stop()
 
 
-async def memories_of(store: MemoryStore, users: list[int]) -> set[str]:
-    found: set[str] = set()
+async def memories_of(store: MemoryStore, users: list[int]) -> Counter[str]:
+    """Source message id -> how many memories cite it."""
+    found: Counter[str] = Counter()
     for user in users:
         for node in await store.list_memories("acme", f"user-{user:03d}", MemoryFilter()):
             found.update(node.source_message_ids)
@@ -69,17 +73,35 @@ async def memories_of(store: MemoryStore, users: list[int]) -> set[str]:
 
 
 async def run_until_remembered(
-    settings: Settings, env: dict[str, str], tmp_path: Path, want: set[str], users: list[int]
+    settings: Settings,
+    env: dict[str, str],
+    tmp_path: Path,
+    want: set[str],
+    users: list[int],
+    *,
+    fault: str,
+    cases: int,
 ) -> Worker:
     worker = Worker(env, tmp_path / "worker.log")
     async with open_store(settings.store, dimensions=384) as store:
 
         async def remembered() -> bool:
-            return want <= await memories_of(store, users)
+            return want <= set(await memories_of(store, users))
 
-        ok = await wait_for(remembered, timeout=150, alive=worker.alive)
-        missing = want - await memories_of(store, users)
-    assert ok, f"{len(missing)} valid messages never became memories, e.g. {sorted(missing)[:5]}"
+        await wait_for(remembered, timeout=150, alive=worker.alive)
+        await asyncio.sleep(1)  # time for a duplicate to show
+        found = await memories_of(store, users)
+    missing = want - set(found)
+    outcome = record(
+        FaultOutcome(
+            fault,
+            cases,
+            lost=len(missing),
+            duplicated=sum(1 for n in found.values() if n > 1),
+        )
+    )
+    assert outcome.lost == 0, f"valid messages never remembered, e.g. {sorted(missing)[:5]}"
+    assert outcome.duplicated == 0
     assert worker.alive(), "the worker died"
     return worker
 
@@ -110,7 +132,13 @@ async def test_huge_records_are_dead_lettered_within_bounds_and_stop_nothing(
         + [(m.key.encode(), m.model_dump_json().encode()) for m in after],
     )
     worker = await run_until_remembered(
-        settings, env, tmp_path, {m.message_id for m in before + after}, users
+        settings,
+        env,
+        tmp_path,
+        {m.message_id for m in before + after},
+        users,
+        fault="poison records (1 MiB, 10 MiB, 900 KB key)",
+        cases=len(before) + len(after) + len(poison),
     )
     try:
         letters = dead_letters(
@@ -160,7 +188,13 @@ async def test_a_window_heavy_with_metadata_is_split_and_nothing_stops(
         settings, [(m.key.encode(), m.model_dump_json().encode()) for m in heavy + others]
     )
     worker = await run_until_remembered(
-        settings, env, tmp_path, {m.message_id for m in heavy + others}, list(range(41))
+        settings,
+        env,
+        tmp_path,
+        {m.message_id for m in heavy + others},
+        list(range(41)),
+        fault="metadata-heavy window (1.46 MB of valid messages)",
+        cases=len(heavy) + len(others),
     )
     try:
         stats = worker.stats()

@@ -118,7 +118,7 @@ def create_app(ctx: WorkerContext) -> faust.App:
         its offsets and windows no longer mean anything. Restarted, it creates the missing
         topics with their specs. A broker that does not answer is only logged."""
         try:
-            await check_topics(k)
+            await asyncio.wait_for(check_topics(k), timeout=max(5.0, s.worker.topic_check_seconds))
         except TopicError as exc:
             log.critical("%s; the worker stops (exit status 1)", exc)
             raise

@@ -13,6 +13,7 @@ import hashlib
 import json
 import random
 import re
+import socket
 import threading
 import time
 from collections import Counter
@@ -37,6 +38,9 @@ class Faults:
 
     rate: float = 0.0
     kinds: tuple[str, ...] = ("429", "500", "timeout", "malformed")
+    #: Every kind the server can serve: also an HTML error page with status 200 (a proxy's),
+    #: and a connection reset before any answer.
+    ALL = ("429", "500", "timeout", "malformed", "html", "reset")
     timeout_sleep: float = 3.0
     seed: int = 1
     _rng: random.Random = field(init=False)
@@ -120,6 +124,18 @@ class ScriptedLLM:
                     self._send(*dashscope_reply(llm, body))
                     return
                 status, reply = llm.complete(body)
+                if reply.get("fault") == "reset":
+                    self.connection.shutdown(socket.SHUT_RDWR)  # no answer at all
+                    self.close_connection = True
+                    return
+                if reply.get("fault") == "html":
+                    page = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+                    self.send_response(200)
+                    self.send_header("content-type", "text/html")
+                    self.send_header("content-length", str(len(page)))
+                    self.end_headers()
+                    self.wfile.write(page)
+                    return
                 self._send(status, reply)
 
             def _send(self, status: int, reply: dict[str, Any]) -> None:
@@ -150,6 +166,8 @@ class ScriptedLLM:
             return 429, {"error": {"message": "rate limited", "type": "rate_limit"}}
         if fault == "500":
             return 500, {"error": {"message": "server exploded", "type": "server_error"}}
+        if fault in ("html", "reset"):
+            return 200, {"fault": fault}
         if fault == "timeout":
             time.sleep(self.faults.timeout_sleep)
         if fault == "malformed":
