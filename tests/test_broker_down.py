@@ -17,7 +17,7 @@ from memstream.streams.topics import create_topics
 from tests.support.pipeline import pipeline_env, settings_from
 from tests.support.servers import Tansu
 
-pytestmark = pytest.mark.servers
+pytestmark = [pytest.mark.servers, pytest.mark.faults]
 
 TIMEOUT = 2.0
 

@@ -22,7 +22,7 @@ from tests.support.llm_server import ScriptedLLM
 from tests.support.pipeline import Worker, pipeline_env, settings_from, wait_for
 from tests.support.servers import Tansu
 
-pytestmark = pytest.mark.servers
+pytestmark = [pytest.mark.servers, pytest.mark.faults]
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 #: Words only the forgotten user said, and words only their neighbour said.

@@ -27,7 +27,7 @@ from memstream.streams.topics import create_topics
 from tests.support.faults import FaultOutcome, record
 from tests.support.pipeline import Worker, pipeline_env, settings_from, wait_for
 
-pytestmark = pytest.mark.servers
+pytestmark = [pytest.mark.servers, pytest.mark.faults]
 
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 

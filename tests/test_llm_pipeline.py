@@ -150,6 +150,7 @@ async def test_consolidation_and_reflection_must_shows(
         await store.close()
 
 
+@pytest.mark.faults
 @pytest.mark.parametrize("rate", [0.2, 0.6])
 async def test_model_faults_lose_no_window(
     tansu: Tansu, tmp_path: Path, llm_server: ScriptedLLM, rate: float

@@ -257,14 +257,18 @@ async def run_pipeline(
         assert code in (None, 0), f"worker exit code {code}"
 
 
-@pytest.mark.parametrize("kill", [False, True], ids=["clean", "sigkill"])
+@pytest.mark.parametrize(
+    "kill", [False, pytest.param(True, marks=pytest.mark.faults)], ids=["clean", "sigkill"]
+)
 async def test_pipeline_sqlite(
     tmp_path: Path, tansu: Tansu, embedder: Embedder, kill: bool
 ) -> None:
     await run_pipeline(tmp_path, tansu, embedder, "sqlite", None, kill)
 
 
-@pytest.mark.parametrize("kill", [False, True], ids=["clean", "sigkill"])
+@pytest.mark.parametrize(
+    "kill", [False, pytest.param(True, marks=pytest.mark.faults)], ids=["clean", "sigkill"]
+)
 async def test_pipeline_elasticsearch(
     tmp_path: Path, tansu: Tansu, noida: Noida, embedder: Embedder, kill: bool
 ) -> None:

@@ -30,7 +30,7 @@ from tests.support.pipeline import (
 )
 from tests.support.servers import Tansu
 
-pytestmark = pytest.mark.servers
+pytestmark = [pytest.mark.servers, pytest.mark.faults]
 
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 PARTITIONS = 4

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 
 from tests.support.servers import Tansu
 
-pytestmark = pytest.mark.servers
+pytestmark = [pytest.mark.servers, pytest.mark.faults]
 
 PROGRAM = textwrap.dedent(
     """
