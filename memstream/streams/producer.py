@@ -81,13 +81,17 @@ class Producer:
         key: bytes | None = None,
         headers: list[tuple[str, bytes]] | None = None,
         partition: int | None = None,
+        wait: bool = False,
     ) -> None:
-        """Queue a send; wait for the acks of all queued ones once ``window`` are in flight."""
-        self._inflight.append(
-            await self._producer.send(
-                topic, value=value, key=key, headers=headers, partition=partition
-            )
+        """Queue a send; wait for the acks of all queued ones once ``window`` are in flight.
+        ``wait``: wait for this send's own ack instead (a single, acknowledged write)."""
+        future = await self._producer.send(
+            topic, value=value, key=key, headers=headers, partition=partition
         )
+        if wait:
+            await future
+            return
+        self._inflight.append(future)
         if len(self._inflight) >= self._window:
             await self.flush()
 
@@ -96,19 +100,6 @@ class Producer:
         pending, self._inflight = self._inflight, []
         if pending:
             await asyncio.gather(*pending)
-
-    async def send_and_wait(
-        self,
-        topic: str,
-        value: bytes,
-        *,
-        key: bytes | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
-        partition: int | None = None,
-    ) -> None:
-        await self._producer.send_and_wait(
-            topic, value=value, key=key, headers=headers, partition=partition
-        )
 
     async def topic_exists(self, topic: str) -> bool | None:
         """Whether the broker knows ``topic`` (None: it could not be asked within
@@ -137,25 +128,26 @@ class MessageProducer(Producer):
 
     async def send_raw(self, key: bytes | None, value: bytes, topic: str | None = None) -> None:
         """Send bytes as they are (for tools and tests that need to send invalid input too)."""
-        await self.send_and_wait(
-            topic or self._kafka.messages_topic, value, key=key, headers=[CONTENT_TYPE]
+        await self.send_pipelined(
+            topic or self._kafka.messages_topic, value, key=key, headers=[CONTENT_TYPE], wait=True
         )
 
     async def forget(self, job: ForgetJob) -> None:
         """Erase a user: a control record in the user's message stream, acked by the broker.
         The worker erases what came before it (memories, open window) and writes a tombstone
         on the memory log."""
-        await self.send_and_wait(
+        await self.send_pipelined(
             self._kafka.messages_topic,
             job.model_dump_json().encode(),
             key=job.key.encode(),
             headers=[CONTENT_TYPE, (CONTROL_HEADER, b"forget")],
+            wait=True,
         )
 
     async def send_job(self, job: AddMemoryJob | DeleteMemoriesJob) -> None:
         """A management job straight onto the jobs topic (serialised with the user's others)."""
-        await self.send_and_wait(
-            self._kafka.jobs_topic, job.model_dump_json().encode(), key=job.key.encode()
+        await self.send_pipelined(
+            self._kafka.jobs_topic, job.model_dump_json().encode(), key=job.key.encode(), wait=True
         )
 
     async def send_many(self, messages: Iterable[ChatMessage]) -> int:
@@ -205,7 +197,7 @@ class EventPublisher(Producer):
         value, headers = switch_record(GenerationSwitch(generation=self.generation))
         topic = self._kafka.memories_topic
         for partition in sorted(await self.partitions_for(topic)):
-            await self.send_and_wait(topic, value, headers=headers, partition=partition)
+            await self.send_pipelined(topic, value, headers=headers, partition=partition, wait=True)
 
 
 @asynccontextmanager
