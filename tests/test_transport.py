@@ -30,6 +30,7 @@ async def test_a_stopped_flow_cuts_delivery_short_and_the_rest_is_read_again(
     tansu: Tansu, tmp_path: Path
 ) -> None:
     name = f"probe-{uuid.uuid4().hex[:8]}"
+    await tansu.create_topic(name)
     producer = AIOKafkaProducer(bootstrap_servers=tansu.bootstrap)
     await producer.start()
     try:

@@ -56,6 +56,7 @@ async def test_a_dead_agent_stops_the_worker_with_a_failure_status(
     tansu: Tansu, tmp_path: Path
 ) -> None:
     name = f"doomed-{uuid.uuid4().hex[:8]}"
+    await tansu.create_topic(name)
     producer = AIOKafkaProducer(bootstrap_servers=tansu.bootstrap)
     await producer.start()
     try:

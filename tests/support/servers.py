@@ -23,6 +23,18 @@ class Tansu:
     def close(self) -> None:
         stop(self.proc)
 
+    async def create_topic(self, name: str, partitions: int = 1) -> None:
+        """Topics are made explicitly: no client in a memstream process creates one by using
+        it (``memstream.streams.kafka``)."""
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(name, partitions, 1)])
+        finally:
+            await admin.close()
+
 
 class Noida:
     def __init__(self, workdir: Path) -> None:
