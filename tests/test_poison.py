@@ -83,14 +83,18 @@ async def run_until_remembered(
     cases: int,
 ) -> Worker:
     worker = Worker(env, tmp_path / "worker.log")
-    async with open_store(settings.store, dimensions=384) as store:
+    try:
+        async with open_store(settings.store, dimensions=384) as store:
 
-        async def remembered() -> bool:
-            return want <= set(await memories_of(store, users))
+            async def remembered() -> bool:
+                return want <= set(await memories_of(store, users))
 
-        await wait_for(remembered, timeout=150, alive=worker.alive)
-        await asyncio.sleep(1)  # time for a duplicate to show
-        found = await memories_of(store, users)
+            await wait_for(remembered, timeout=150, alive=worker.alive)
+            await asyncio.sleep(1)  # time for a duplicate to show
+            found = await memories_of(store, users)
+    except BaseException:
+        worker.stop()
+        raise
     missing = want - set(found)
     outcome = record(
         FaultOutcome(
@@ -100,6 +104,8 @@ async def run_until_remembered(
             duplicated=sum(1 for n in found.values() if n > 1),
         )
     )
+    if outcome.lost or outcome.duplicated or not worker.alive():
+        worker.stop()
     assert outcome.lost == 0, f"valid messages never remembered, e.g. {sorted(missing)[:5]}"
     assert outcome.duplicated == 0
     assert worker.alive(), "the worker died"
