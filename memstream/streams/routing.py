@@ -6,8 +6,8 @@ replay keeps, rejects and places exactly what the live worker did.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from memstream.schemas.jobs import ForgetJob
 from memstream.schemas.messages import ChatMessage
@@ -15,10 +15,10 @@ from memstream.streams.codec import Rejected, decode_control, decode_message
 from memstream.streams.partitioning import partition_for
 
 
-@dataclass(frozen=True, slots=True)
-class Routed:
+class Routed(NamedTuple):
     """A valid record: the message (or a forget control), its user key, and its home
-    partition (murmur2 of the key), where the user's window lives."""
+    partition (murmur2 of the key), where the user's window lives. A named tuple: built for
+    every record on the ingest path, and a frozen dataclass costs ~1 µs more each."""
 
     item: ChatMessage | ForgetJob
     key: bytes
