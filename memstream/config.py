@@ -121,8 +121,15 @@ class StoreSettings(BaseModel):
 
 
 class EmbedderSettings(BaseModel):
-    backend: Literal["onnx-minilm", "openai", "dashscope"] = Field(
-        "onnx-minilm", description="onnx-minilm runs locally; openai/dashscope call an API."
+    backend: Literal["e5-small", "onnx-minilm", "openai", "dashscope"] = Field(
+        "e5-small",
+        description="e5-small (multilingual-e5-small, English + Chinese) and onnx-minilm "
+        "(all-MiniLM-L6-v2, English only) run locally; openai/dashscope call an API.",
+    )
+    sparse: Literal["splade-tiny", "none"] = Field(
+        "splade-tiny",
+        description="Learned sparse recall channel (SPLADE-tiny, English vocabulary; skipped "
+        "for Chinese queries); none = dense + BM25 only.",
     )
     batch_size: int = Field(64, ge=1, le=1024, description="Texts per embedding batch.")
     max_tokens: int = Field(256, ge=16, le=512, description="onnx-minilm: tokens per text.")
@@ -169,8 +176,12 @@ class ConsolidationSettings(BaseModel):
 
     min_score: int = Field(2, ge=0, le=3, description="Info-filter score a fact needs (0-3).")
     similar_k: int = Field(5, ge=0, le=50, description="Similar existing memories per message.")
-    similar_min_score: float = Field(
-        0.5, ge=-1, le=1, description="Cosine a memory needs to be shown for reconciliation."
+    similar_min_score: float | None = Field(
+        None,
+        ge=-1,
+        le=1,
+        description="Cosine a memory needs to be shown for reconciliation (default: the "
+        "embedder's own, 0.5 for MiniLM, 0.88 for e5, whose cosines sit higher).",
     )
     max_existing: int = Field(20, ge=0, le=200, description="Existing memories in one prompt.")
 
@@ -188,11 +199,12 @@ class ReflectionSettings(BaseModel):
     resolve_contradictions: bool = Field(
         True, description="Expire older observations contradicted by newer similar ones."
     )
-    contradiction_min_score: float = Field(
-        0.6,
+    contradiction_min_score: float | None = Field(
+        None,
         ge=-1,
         le=1,
-        description="Cosine for two observations to be checked against each other.",
+        description="Cosine two observations need to be checked as a contradiction (default: "
+        "the embedder's own, 0.6 for MiniLM, 0.9 for e5).",
     )
 
 
@@ -217,6 +229,20 @@ class ApiSettings(BaseModel):
     )
     time_boost: float = Field(
         3.0, ge=1, description="Score factor for memories in the query's time range."
+    )
+    relevance_floor: float = Field(
+        1.0,
+        ge=0,
+        le=10,
+        description="How strict the relevance floor is: 0 = off (top_k is always filled), 1 = "
+        "the measured default, 2 = twice as strict. Results below it are cut, not padded.",
+    )
+    recency: float = Field(
+        0.15,
+        ge=0,
+        le=2,
+        description="Lift of the newest relevant memory over the oldest (0 = none): the "
+        "current state outranks its history.",
     )
     api_keys: dict[str, list[str]] = Field(
         default_factory=dict,

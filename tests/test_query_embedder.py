@@ -85,12 +85,12 @@ def test_max_batch_must_be_positive() -> None:
         QueryEmbedder(SlowHashEmbedder(), max_batch=0)
 
 
-async def test_minilm_vectors_do_not_depend_on_the_batch(embedder: Embedder) -> None:
+async def test_query_vectors_do_not_depend_on_the_batch(embedder: Embedder) -> None:
     """Padding to the longest query in a batch must not move a short query's vector."""
     texts = ["tea", "what did I do last weekend?", "我上周末做了什么？", "a " * 40 + "long one"]
     queries = QueryEmbedder(embedder, max_batch=16)
     batched = await asyncio.gather(*(queries.embed(t) for t in texts))
     assert queries.calls == 1
     for text, vector in zip(texts, batched, strict=True):
-        alone = embedder.embed_one(text)
+        alone = embedder.embed_query(text)
         assert float(vector @ alone) > 0.9999

@@ -105,6 +105,8 @@ async def test_unknown_user_gets_empty_results(client: httpx.AsyncClient) -> Non
         "memories": [],
         "time_ranges": [],
         "prompt": "",
+        "cut": 0,
+        "searched": None,
         "took_ms": r.json()["took_ms"],
     }
 
@@ -158,7 +160,7 @@ async def test_health_and_openapi(client: httpx.AsyncClient) -> None:
     assert health == {
         "status": "ok",
         "store": "sqlite",
-        "embedder": "all-MiniLM-L6-v2-onnx-int8",
+        "embedder": "multilingual-e5-small-q4",
         "memories": 6,
     }
     spec = (await client.get("/openapi.json")).json()

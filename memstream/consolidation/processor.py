@@ -99,6 +99,17 @@ class JobProcessor:
         self._settings = settings
         self._store = store
         self._embedder = embedder
+        consolidation, reflection = settings.consolidation, settings.reflection
+        self._related_cosine = (
+            embedder.related_cosine
+            if consolidation.similar_min_score is None
+            else consolidation.similar_min_score
+        )
+        self._contradiction_cosine = (
+            embedder.contradiction_cosine
+            if reflection.contradiction_min_score is None
+            else reflection.contradiction_min_score
+        )
         self._publish = publish
         self.llm = llm
         self.scheduler = scheduler
@@ -282,7 +293,7 @@ class JobProcessor:
             topic = lc.topic_of(fact)
             if topic is not None:
                 for node in [m for m in pool if lc.topic_of(m) == topic][: cfg.similar_k]:
-                    candidates.consider(cfg.similar_min_score, node)
+                    candidates.consider(self._related_cosine, node)
         if not candidates:
             return
         shown = oldest_first(candidates.ranked()[: cfg.max_existing])
@@ -307,7 +318,7 @@ class JobProcessor:
             job.owner_id, job.user_id, vector, cfg.similar_k, OBSERVATIONS
         )
         for hit in hits:
-            if hit.score >= cfg.similar_min_score:
+            if hit.score >= self._related_cosine:
                 candidates.consider(hit.score, hit.node)
 
     async def _count_unreflected(self, key: str, owner_id: str, user_id: str, new: int) -> None:
@@ -373,7 +384,6 @@ class JobProcessor:
         self, job: ReflectionJob, due: Sequence[MemoryNode]
     ) -> list[tuple[MemoryNode, MemoryNode]]:
         """(older, newer) pairs of similar valid observations, at most one per due one."""
-        cfg = self._settings.reflection
         pairs: dict[frozenset[str], tuple[MemoryNode, MemoryNode]] = {}
         for node in due:
             if node.vector is None:
@@ -383,7 +393,7 @@ class JobProcessor:
             )
             for hit in hits:
                 other = hit.node
-                if other.memory_id == node.memory_id or hit.score < cfg.contradiction_min_score:
+                if other.memory_id == node.memory_id or hit.score < self._contradiction_cosine:
                     continue
                 if other.content.strip() == node.content.strip():
                     continue
@@ -496,16 +506,9 @@ class JobProcessor:
         )
 
     async def _embed(self, nodes: Sequence[MemoryNode]) -> None:
-        todo = [
-            n for n in nodes if n.vector is None or n.embedding_model != self._embedder.model_id
-        ]
-        if not todo:
-            return
-        # onnxruntime releases the GIL: embedding in a thread keeps Faust's loop responsive.
-        vectors = await asyncio.to_thread(self._embedder.embed, [n.content for n in todo])
-        for node, vector in zip(todo, vectors, strict=True):
-            node.vector = vector.tolist()
-            node.embedding_model = self._embedder.model_id
+        # onnxruntime and numpy release the GIL: indexing in a thread keeps Faust's loop
+        # responsive.
+        await asyncio.to_thread(self._embedder.index, nodes)
 
     async def _write(self, nodes: Sequence[MemoryNode]) -> set[str]:
         """Write and make visible: the user's next job searches what this one wrote

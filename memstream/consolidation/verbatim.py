@@ -12,7 +12,7 @@ from datetime import datetime
 
 from memstream.schemas.jobs import ConsolidationJob
 from memstream.schemas.memory import EventTime, MemoryNode, MemoryType, memory_id
-from memstream.schemas.messages import ChatMessage, Role
+from memstream.schemas.messages import MAX_CONTEXT_CHARS, ChatMessage, Role
 
 #: Small talk that says nothing about the user (en + zh). A message made only of these
 #: (plus punctuation) is trivial: "thanks, bye", "ok!", "好的，谢谢".
@@ -51,9 +51,32 @@ def observations_verbatim(
     job: ConsolidationJob, *, min_chars: int, recorded_at: datetime
 ) -> list[MemoryNode]:
     """One observation per substantive user message, id derived from the message id."""
+    messages = _dedupe(job.messages)
+    answered = answered_turns(messages)
     return [
-        _observation(m, recorded_at) for m in _dedupe(job.messages) if is_substantive(m, min_chars)
+        _observation(m, recorded_at, answered.get(m.message_id))
+        for m in messages
+        if is_substantive(m, min_chars)
     ]
+
+
+def answered_turns(messages: Sequence[ChatMessage]) -> dict[str, str]:
+    """For each user message, the turn it answers: its own ``context`` (another person's
+    turn, sent with it), else the assistant or system turn just before it in the window.
+    "Went hiking with my sister" says what it is about only next to "What did you do last
+    weekend?"; the pair is what a later question matches."""
+    out: dict[str, str] = {}
+    previous: ChatMessage | None = None
+    for m in sorted(messages, key=lambda m: m.sent_at):
+        if m.role is Role.user:
+            if m.context and m.context.strip():
+                out[m.message_id] = m.context.strip()[:MAX_CONTEXT_CHARS]
+            elif previous is not None and previous.role is not Role.user:
+                text = previous.content.strip()
+                if text:
+                    out[m.message_id] = text[:MAX_CONTEXT_CHARS]
+        previous = m
+    return out
 
 
 def _dedupe(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
@@ -66,7 +89,7 @@ def _dedupe(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
     return out
 
 
-def _observation(message: ChatMessage, recorded_at: datetime) -> MemoryNode:
+def _observation(message: ChatMessage, recorded_at: datetime, context: str | None) -> MemoryNode:
     content = message.content.strip()
     return MemoryNode(
         memory_id=memory_id(message.owner_id, message.user_id, [message.message_id], 0),
@@ -81,6 +104,7 @@ def _observation(message: ChatMessage, recorded_at: datetime) -> MemoryNode:
         event_time=EventTime(),
         source_message_ids=[message.message_id],
         source_text=message.content,
+        context=context,
         language=message.language,
         speaker=message.speaker,
     )

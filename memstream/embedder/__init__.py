@@ -7,6 +7,20 @@ from memstream.embedder.base import Embedder, Matrix
 
 
 def load_embedder(settings: EmbedderSettings) -> Embedder:
+    """The configured dense embedder, with its sparse encoder attached (``embedder.sparse``)."""
+    embedder = _dense(settings)
+    if settings.sparse == "splade-tiny":
+        from memstream.embedder.splade import SpladeEncoder
+
+        embedder.sparse = SpladeEncoder(max_tokens=settings.max_tokens)
+    return embedder
+
+
+def _dense(settings: EmbedderSettings) -> Embedder:
+    if settings.backend == "e5-small":
+        from memstream.embedder.e5 import E5Embedder
+
+        return E5Embedder(batch_size=settings.batch_size)
     if settings.backend == "onnx-minilm":
         from memstream.embedder.onnx_minilm import OnnxMiniLMEmbedder
 

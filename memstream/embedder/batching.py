@@ -37,7 +37,7 @@ class QueryEmbedder:
         if self.max_batch == 1:
             self.calls += 1
             self.queries += 1
-            return await asyncio.to_thread(self.embedder.embed_one, text)
+            return await asyncio.to_thread(self.embedder.embed_query, text)
         future: asyncio.Future[Matrix] = asyncio.get_running_loop().create_future()
         self._pending.append((text, future))
         if self._draining is None or self._draining.done():
@@ -55,7 +55,9 @@ class QueryEmbedder:
             self.calls += 1
             self.queries += len(batch)
             try:
-                vectors = await asyncio.to_thread(self.embedder.embed, [t for t, _ in batch])
+                vectors = await asyncio.to_thread(
+                    self.embedder.embed_queries, [t for t, _ in batch]
+                )
             except Exception as exc:  # every waiter gets the model's error, the loop goes on
                 for _, future in batch:
                     if not future.done():

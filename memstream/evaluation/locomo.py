@@ -7,6 +7,7 @@ retrieved memory's ``source_message_ids`` can be compared with a question's evid
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import defaultdict
@@ -16,7 +17,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from memstream.prompts import detect_language
 from memstream.schemas import ChatMessage
+from memstream.schemas.messages import MAX_CONTEXT_CHARS
+from memstream.search.names import names_in
 
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
 #: Seconds between consecutive turns of a session (LoCoMo gives one time per session).
@@ -49,7 +53,16 @@ class Conversation:
 
 
 def user_id_for(speaker: str) -> str:
-    return _ID_UNSAFE.sub("_", speaker.strip())[:128] or "unknown"
+    """A valid user id for a speaker's name: the name itself when it is ASCII ("Caroline"),
+    else a readable ASCII part plus a stable hash ("王芳" → ``u-3f2a…``), so two Chinese
+    names never collapse into the same ``___`` id."""
+    name = speaker.strip()
+    safe = _ID_UNSAFE.sub("_", name)
+    if name.isascii():
+        return safe[:128] if safe[:1].isalnum() else f"u{safe}"[:128] if safe else "unknown"
+    digest = hashlib.blake2b(name.encode("utf-8"), digest_size=6).hexdigest()
+    readable = re.sub(r"_+", "_", safe).strip("_.:@+=-")[:40]
+    return f"{readable}-{digest}" if readable and readable[0].isalnum() else f"u-{digest}"
 
 
 def parse_session_time(text: str) -> datetime:
@@ -68,7 +81,7 @@ def parse_evidence(items: Iterable[str]) -> set[str]:
 
 def question_users(text: str, speakers: Sequence[str]) -> tuple[str, ...]:
     """The speakers a question names; both when it names neither or both."""
-    named = [s for s in speakers if re.search(rf"\b{re.escape(s.split()[0])}\b", text, re.I)]
+    named = [s for s in speakers if names_in(text, s)]
     chosen = named if len(named) == 1 else list(speakers)
     return tuple(user_id_for(s) for s in chosen)
 
@@ -94,10 +107,18 @@ def load(path: Path, only: Sequence[str] | None = None) -> list[Conversation]:
         speakers = (str(conv["speaker_a"]), str(conv["speaker_b"]))
         c = Conversation(sample_id=sample_id, speakers=speakers)
         for n, start, turns in _sessions(conv):
+            previous: tuple[str, str] | None = None
             for i, turn in enumerate(turns):
                 text = str(turn.get("text", ""))
                 if turn.get("blip_caption"):
                     text = f"{text} [shares a photo: {turn['blip_caption']}]"
+                speaker = str(turn["speaker"])
+                # Both speakers are users, keyed apart: the turn a message answers travels
+                # with it, as a messaging platform would send a reply's quoted message.
+                context = (
+                    previous[1][:MAX_CONTEXT_CHARS] if previous and previous[0] != speaker else None
+                )
+                previous = (speaker, text)
                 c.messages.append(
                     ChatMessage(
                         message_id=str(turn["dia_id"]).replace(" ", ""),
@@ -106,9 +127,10 @@ def load(path: Path, only: Sequence[str] | None = None) -> list[Conversation]:
                         role="user",
                         speaker=str(turn["speaker"]),
                         content=text[:16_000],
+                        context=context,
                         sent_at=start + i * TURN_SPACING,
                         conversation_id=f"{_ID_UNSAFE.sub('_', sample_id)}-s{n}",
-                        language="en",
+                        language=detect_language([text]),
                     )
                 )
         known = {m.message_id for m in c.messages}

@@ -69,6 +69,9 @@ class Why(BaseModel):
     vector_score: float | None
     text_rank: int | None
     text_score: float | None
+    sparse_rank: int | None = None
+    sparse_score: float | None = None
+    recency_boost: float = 1.0
     time_boost: float = 1.0
     time_match: TimeRangeOut | None = None
     rerank_score: float | None = None
@@ -127,6 +130,9 @@ def retrieved_data(r: Ranked) -> dict[str, Any]:
             "vector_score": r.vector_score,
             "text_rank": r.text_rank,
             "text_score": r.text_score,
+            "sparse_rank": r.sparse_rank,
+            "sparse_score": r.sparse_score,
+            "recency_boost": r.recency_boost,
             "time_boost": r.time_boost,
             "time_match": None
             if match is None
@@ -137,7 +143,13 @@ def retrieved_data(r: Ranked) -> dict[str, Any]:
 
 
 def retrieve_response_json(
-    ranked: Sequence[Ranked], ranges: Sequence[TimeRange], prompt: str, took_ms: float
+    ranked: Sequence[Ranked],
+    ranges: Sequence[TimeRange],
+    prompt: str,
+    took_ms: float,
+    *,
+    cut: int = 0,
+    searched: str | None = None,
 ) -> bytes:
     """The body of a :class:`RetrieveResponse` (its documented schema; a test holds the two
     together)."""
@@ -146,6 +158,8 @@ def retrieve_response_json(
             "memories": [retrieved_data(r) for r in ranked],
             "time_ranges": [{"text": t.text, "start": t.start, "end": t.end} for t in ranges],
             "prompt": prompt,
+            "cut": cut,
+            "searched": searched,
             "took_ms": took_ms,
         }
     )
@@ -157,6 +171,16 @@ class RetrieveResponse(BaseModel):
         default_factory=list, description="Time ranges found in the query."
     )
     prompt: str = Field(description="One line per memory: `[YYYY-MM-DD HH:MM:SS Weekday] content`.")
+    cut: int = Field(
+        0,
+        description="Results the relevance floor left out: fewer than top_k memories were "
+        "relevant, and the rest is not padded with noise (api.relevance_floor).",
+    )
+    searched: str | None = Field(
+        None,
+        description="What the recall channels searched, when not the query itself: the "
+        "user's own name is taken out (every memory searched is theirs).",
+    )
     took_ms: float
 
 

@@ -11,6 +11,7 @@ from memstream.embedder.batching import QueryEmbedder
 from memstream.rerank import Reranker
 from memstream.schemas.memory import StoreStatus
 from memstream.search import Ranked, RetrievalMode, TimeRange, resolve_time, retrieve
+from memstream.search.fusion import Floor
 from memstream.sinks import MemoryFilter, MemoryStore
 
 VALID_AND_EXPIRED = MemoryFilter(statuses=(StoreStatus.valid, StoreStatus.expired))
@@ -20,6 +21,10 @@ VALID_AND_EXPIRED = MemoryFilter(statuses=(StoreStatus.valid, StoreStatus.expire
 class Retrieval:
     ranked: list[Ranked]
     time_ranges: list[TimeRange]
+    #: Results the relevance floor cut (``top_k`` not padded with noise).
+    cut: int = 0
+    #: The text the channels searched, when it differs from the query (own name removed).
+    searched: str | None = None
 
 
 class Retriever:
@@ -49,7 +54,8 @@ class Retriever:
         ``rerank`` False skips a configured reranker; None or True use it."""
         k = self.top_k(top_k)
         ranges = resolve_time(query, at or datetime.now(UTC).astimezone())
-        ranked = await retrieve(
+        floor = Floor(queries.embedder.relevance_margin).scaled(self._api.relevance_floor)
+        found = await retrieve(
             store,
             queries,
             owner_id,
@@ -63,5 +69,7 @@ class Retriever:
             time_boost=self._api.time_boost,
             reranker=self.reranker if rerank is not False else None,
             rerank_candidates=self._candidates,
+            floor=floor,
+            recency=self._api.recency,
         )
-        return Retrieval(ranked, ranges)
+        return Retrieval(found.ranked, ranges, found.cut, found.searched)

@@ -117,11 +117,7 @@ class EventApplier:
         nodes = list(self._pending.values())
         self._pending.clear()
         if self._embedder is not None:
-            embedder = self._embedder
-            vectors = await asyncio.to_thread(embedder.embed, [n.content for n in nodes])
-            for node, vector in zip(nodes, vectors, strict=True):
-                node.vector = vector.tolist()
-                node.embedding_model = embedder.model_id
+            await asyncio.to_thread(self._embedder.index, nodes, force=True)
         await self._settle_write()
         self._writing = asyncio.ensure_future(self._store.upsert(nodes))
 

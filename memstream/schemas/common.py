@@ -95,3 +95,7 @@ Vector = Annotated[
     PlainSerializer(_vector_out, return_type=str, when_used="json"),
     Field(max_length=4096),
 ]
+
+
+#: Learned sparse vector: vocabulary id (as a string, the JSON object key) → weight.
+SparseTerms = Annotated[dict[str, float], Field(max_length=512)]

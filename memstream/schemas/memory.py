@@ -9,7 +9,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from memstream.schemas.common import Id, Timestamp, Vector
+from memstream.schemas.common import Id, SparseTerms, Timestamp, Vector
 
 
 class MemoryType(StrEnum):
@@ -70,12 +70,22 @@ class MemoryNode(BaseModel):
     event_time: EventTime = Field(default_factory=EventTime)
     source_message_ids: list[str] = Field(default_factory=list)
     source_text: str | None = None
+    context: str | None = Field(
+        None,
+        description="The turn this memory's message answered (indexed for recall, never shown "
+        "as its content): 'Went hiking with my sister' is found by 'what did she do last "
+        "weekend?' through the question it replied to.",
+        max_length=2_000,
+    )
     keywords: list[str] = Field(default_factory=list)
     language: str | None = None
     speaker: str | None = None
     version: int = Field(1, ge=1)
     embedding_model: str | None = None
     vector: Vector | None = None
+    sparse: SparseTerms | None = Field(
+        None, description="Learned sparse terms (SPLADE vocabulary id → weight) for recall."
+    )
 
     @property
     def dt(self) -> str:

@@ -13,6 +13,8 @@ from memstream.schemas.common import RFC3339_PATTERN, Id, WireTimestamp
 
 #: Largest ``content`` accepted, in characters. Longer texts are documents, not chat turns.
 MAX_CONTENT_CHARS = 16_000
+#: Largest ``context`` kept: one quoted turn, not a transcript.
+MAX_CONTEXT_CHARS = 2_000
 MAX_METADATA_KEYS = 32
 MAX_METADATA_VALUE_CHARS = 1_000
 
@@ -83,6 +85,12 @@ class ChatMessage(BaseModel):
         description="When the message was sent: RFC 3339 with a zone, e.g. "
         "2024-07-10T09:30:00+08:00.",
         json_schema_extra={"pattern": RFC3339_PATTERN},
+    )
+    context: Annotated[str, StringConstraints(max_length=MAX_CONTEXT_CHARS)] | None = Field(
+        None,
+        description="The turn this message answers, when it is not on the same key (another "
+        "person's question in a group or 1:1 chat, a quoted reply). Indexed with the memory "
+        "for recall; never remembered as the user's own words.",
     )
     conversation_id: Id | None = None
     language: LanguageTag | None = Field(None, description="BCP 47 tag, e.g. `en`, `zh-CN`.")

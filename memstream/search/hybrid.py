@@ -1,22 +1,83 @@
-"""Hybrid retrieval against any store: dense + BM25 recall in parallel, then fusion."""
+"""Hybrid retrieval against any store: dense, keyword (BM25) and learned sparse (SPLADE)
+recall in one store round trip, a relevance floor, then fusion."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 
 from memstream.embedder.batching import QueryEmbedder
+from memstream.prompts import detect_language
 from memstream.rerank import Reranker
-from memstream.search.fusion import TIME_BOOST, Ranked, fuse, rerank
+from memstream.search.fusion import (
+    RECENCY,
+    TIME_BOOST,
+    Floor,
+    Ranked,
+    fuse,
+    rerank,
+    time_match,
+)
+from memstream.search.names import strip_names
+from memstream.search.tense import asks_present
 from memstream.search.timeparse import TimeRange
-from memstream.sinks.base import MemoryFilter, MemoryStore
+from memstream.sinks.base import Channels, MemoryFilter, MemoryStore
 
 
 class RetrievalMode(StrEnum):
+    """``hybrid`` = every channel the service has; the others one channel alone (baselines)."""
+
     hybrid = "hybrid"
     dense = "dense"
     bm25 = "bm25"
+    sparse = "sparse"
+
+
+@dataclass(frozen=True)
+class Recalled:
+    ranked: list[Ranked]
+    #: Results the relevance floor kept out of the answer (``top_k`` would have held them).
+    cut: int = 0
+    #: The query the channels searched (the user's own name taken out), when it differs.
+    searched: str | None = None
+
+
+async def _recall(
+    store: MemoryStore,
+    embedder: QueryEmbedder,
+    owner_id: str,
+    user_id: str,
+    query: str,
+    mode: RetrievalMode,
+    recall_k: int,
+    flt: MemoryFilter,
+) -> Channels:
+    dense = mode in (RetrievalMode.hybrid, RetrievalMode.dense)
+    sparse_encoder = embedder.embedder.sparse
+    # SPLADE-tiny's vocabulary is English: on a Chinese query it only adds noise (measured).
+    sparse = (
+        sparse_encoder is not None
+        and mode in (RetrievalMode.hybrid, RetrievalMode.sparse)
+        and (mode is RetrievalMode.sparse or detect_language([query]) != "zh")
+    )
+    vector_task = asyncio.ensure_future(embedder.embed(query)) if dense else None
+    terms = None
+    if sparse:
+        assert sparse_encoder is not None
+        terms = await asyncio.to_thread(sparse_encoder.encode_query, query)
+    vector = None if vector_task is None else await vector_task
+    return await store.search_hybrid(
+        owner_id,
+        user_id,
+        vector,
+        query if mode in (RetrievalMode.hybrid, RetrievalMode.bm25) else None,
+        recall_k,
+        flt,
+        terms=terms,
+        vectors=False,  # fusion and the response never look at them
+    )
 
 
 async def retrieve(
@@ -34,20 +95,37 @@ async def retrieve(
     time_boost: float = TIME_BOOST,
     reranker: Reranker | None = None,
     rerank_candidates: int = 50,
-) -> list[Ranked]:
-    vector = None if mode is RetrievalMode.bm25 else await embedder.embed(query)
-    vector_hits, text_hits = await store.search_hybrid(
-        owner_id,
-        user_id,
-        vector,
-        None if mode is RetrievalMode.dense else query,
-        recall_k,
-        flt,
-        vectors=False,  # fusion and the response never look at them
-    )
+    floor: Floor | None = None,
+    recency: float = RECENCY,
+) -> Recalled:
+    channels = await _recall(store, embedder, owner_id, user_id, query, mode, recall_k, flt)
+    # Every memory searched is this user's: their own name in the query only matches other
+    # people's greetings ("Thanks, Alice!") and pulls the vector towards the name. The names
+    # are the ones the user's memories carry, so this needs no profile and no cache.
+    names = {h.node.speaker for hits in channels for h in hits if h.node.speaker}
+    searched = strip_names(query, names) if names else query
+    if searched != query:
+        channels = await _recall(store, embedder, owner_id, user_id, searched, mode, recall_k, flt)
+    relevant = None
+    if floor is not None:
+        # A memory from the time the query names is relevant by that alone.
+        relevant = floor.relevant(channels) | {
+            h.node.memory_id for hits in channels for h in hits if time_match(h.node, time_ranges)
+        }
     pool = max(top_k, rerank_candidates) if reranker is not None else top_k
-    fused = fuse(vector_hits, text_hits, top_k=pool, time_ranges=time_ranges, time_boost=time_boost)
-    if reranker is None or not fused:
-        return fused
-    scores = await asyncio.to_thread(reranker.scores, query, [r.node.content for r in fused])
-    return rerank(fused, scores, top_k=top_k)
+    fused = fuse(
+        channels.dense,
+        channels.text,
+        channels.sparse,
+        top_k=pool,
+        time_ranges=time_ranges,
+        time_boost=time_boost,
+        relevant=relevant,
+        recency=recency if asks_present(query) else 0.0,
+    )
+    found = {h.node.memory_id for hits in channels for h in hits}
+    cut = 0 if relevant is None else max(0, min(top_k, len(found)) - min(top_k, len(fused)))
+    if reranker is not None and fused:
+        scores = await asyncio.to_thread(reranker.scores, query, [r.node.content for r in fused])
+        fused = rerank(fused, scores, top_k=top_k)
+    return Recalled(fused[:top_k], cut, searched if searched != query else None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from memstream.config import StoreSettings
 from memstream.sinks.base import (
+    Channels,
     Hit,
     MemoryFilter,
     MemoryStore,
@@ -35,6 +36,7 @@ def open_store(settings: StoreSettings, *, dimensions: int, serving: bool = Fals
 
 
 __all__ = [
+    "Channels",
     "Hit",
     "MemoryFilter",
     "MemoryStore",

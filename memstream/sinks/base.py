@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from types import TracebackType
-from typing import Self
+from typing import NamedTuple, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +34,14 @@ class WriteResult:
 class Hit:
     node: MemoryNode
     score: float
+
+
+class Channels(NamedTuple):
+    """One recall's hits per channel, each best first."""
+
+    dense: list[Hit]
+    text: list[Hit]
+    sparse: list[Hit]
 
 
 @dataclass(frozen=True)
@@ -229,23 +237,25 @@ class MemoryStore(ABC):
         k: int,
         flt: MemoryFilter = MemoryFilter(),
         *,
+        terms: Mapping[int, float] | None = None,
         vectors: bool = True,
-    ) -> tuple[list[Hit], list[Hit]]:
-        """(vector hits, text hits); a channel given ``None`` is skipped. Stores that can
-        answer both in one round trip override this."""
+    ) -> Channels:
+        """Every recall channel at once: dense (``vector``), keyword (``text``) and learned
+        sparse (``terms``); a channel given ``None`` is skipped. Stores that can answer in
+        one round trip override this; the sparse channel needs an override."""
 
         async def dense() -> list[Hit]:
             if vector is None:
                 return []
             return await self.search_vector(owner_id, user_id, vector, k, flt, vectors=vectors)
 
-        async def sparse() -> list[Hit]:
+        async def lexical() -> list[Hit]:
             if text is None:
                 return []
             return await self.search_text(owner_id, user_id, text, k, flt, vectors=vectors)
 
-        dense_hits, sparse_hits = await asyncio.gather(dense(), sparse())
-        return dense_hits, sparse_hits
+        dense_hits, text_hits = await asyncio.gather(dense(), lexical())
+        return Channels(dense_hits, text_hits, [])
 
     async def refresh(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Make completed writes visible to searches (a no-op where they already are)."""

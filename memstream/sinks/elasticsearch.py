@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +22,7 @@ from elasticsearch import ApiError, AsyncElasticsearch, BadRequestError, NotFoun
 from memstream.schemas.common import utcnow
 from memstream.schemas.memory import MemoryNode
 from memstream.sinks.base import (
+    Channels,
     Hit,
     MemoryFilter,
     MemoryStore,
@@ -37,6 +38,15 @@ from memstream.sinks.base import (
 from memstream.sinks.text import query_terms
 
 log = logging.getLogger(__name__)
+
+
+#: Fields added with the sparse channel; put on older indices when a store opens.
+_RECALL_FIELDS: dict[str, Any] = {
+    "context": {"type": "text"},
+    "sparse": {"type": "rank_features"},
+}
+#: What searches never need back: the dense vector and the sparse terms.
+_HEAVY = ["vector", "sparse"]
 
 
 def index_mappings(dimensions: int) -> dict[str, Any]:
@@ -68,6 +78,7 @@ def index_mappings(dimensions: int) -> dict[str, Any]:
             },
             "source_message_ids": keyword,
             "source_text": {"type": "text", "index": False},
+            **_RECALL_FIELDS,
             "keywords": keyword,
             "language": keyword,
             "speaker": keyword,
@@ -93,7 +104,9 @@ def _filters(owner_id: str, user_id: str, flt: MemoryFilter) -> list[dict[str, A
 
 
 def _doc(node: MemoryNode) -> dict[str, Any]:
-    doc = node.model_dump(mode="json", exclude={"vector"})
+    doc = node.model_dump(mode="json", exclude={"vector", "sparse"})
+    if node.sparse:
+        doc["sparse"] = dict(node.sparse)
     if node.vector is not None:
         doc["vector"] = [float(x) for x in node.vector]
     return doc
@@ -189,6 +202,8 @@ class ElasticsearchStore(MemoryStore):
             )
             log.info("created index %s behind alias %s", index, self.alias)
             live = [index]
+        # Indices made before the sparse channel: add its fields (adding is always allowed).
+        await self._client.indices.put_mapping(index=self.alias, properties=_RECALL_FIELDS)
         version = _version_of(live[0], self.alias)
         if version is not None and not await self._client.exists(
             index=self._catalog, id=str(version)
@@ -501,36 +516,33 @@ class ElasticsearchStore(MemoryStore):
         k: int,
         flt: MemoryFilter = MemoryFilter(),
         *,
+        terms: Mapping[int, float] | None = None,
         vectors: bool = True,
-    ) -> tuple[list[Hit], list[Hit]]:
-        """Both channels in one ``_msearch`` round trip."""
-        searches: list[dict[str, Any]] = []
-        if vector is not None:
-            searches += [{}, _knn_body(owner_id, user_id, vector, k, flt, vectors)]
-        text_body = None if text is None else _text_body(owner_id, user_id, text, k, flt, vectors)
-        if text_body is not None:
-            searches += [{}, text_body]
-        if not searches:
-            return [], []
-        response = await self._client.msearch(index=self._target, searches=searches)
-        answers = list(response["responses"])
-        dense: list[Hit] = []
-        if vector is not None:
-            answer = answers.pop(0)
+    ) -> Channels:
+        """Every channel in one ``_msearch`` round trip."""
+        bodies: dict[str, dict[str, Any] | None] = {
+            "dense": None
+            if vector is None
+            else _knn_body(owner_id, user_id, vector, k, flt, vectors),
+            "text": None if text is None else _text_body(owner_id, user_id, text, k, flt, vectors),
+            "sparse": _sparse_body(owner_id, user_id, terms, k, flt, vectors) if terms else None,
+        }
+        asked = [(name, body) for name, body in bodies.items() if body is not None]
+        if not asked:
+            return Channels([], [], [])
+        response = await self._client.msearch(
+            index=self._target, searches=[part for _, body in asked for part in ({}, body)]
+        )
+        found: dict[str, list[Hit]] = {"dense": [], "text": [], "sparse": []}
+        for (name, _), answer in zip(asked, response["responses"], strict=True):
             error = answer.get("error")
             if error is None:
-                dense = _vector_hits(answer)
-            elif _is_dims_error(error):
+                found[name] = _vector_hits(answer) if name == "dense" else _text_hits(answer)
+            elif name == "dense" and _is_dims_error(error):
                 self._skip_vectors(str(error))
             else:
-                raise StoreQueryError(f"vector search failed on {self._target}: {error}")
-        sparse: list[Hit] = []
-        if text_body is not None:
-            answer = answers.pop(0)
-            if answer.get("error") is not None:
-                raise StoreQueryError(f"text search failed on {self._target}: {answer['error']}")
-            sparse = _text_hits(answer)
-        return dense, sparse
+                raise StoreQueryError(f"{name} search failed on {self._target}: {error}")
+        return Channels(found["dense"], found["text"], found["sparse"])
 
     def _skip_vectors(self, detail: str) -> None:
         # The live version was re-embedded at another size and this process still runs the
@@ -561,7 +573,35 @@ def _knn_body(
         "size": k,
     }
     if not vectors:
-        body["_source"] = {"excludes": ["vector"]}
+        body["_source"] = {"excludes": _HEAVY}
+    return body
+
+
+def _sparse_body(
+    owner_id: str,
+    user_id: str,
+    terms: Mapping[int, float],
+    k: int,
+    flt: MemoryFilter,
+    vectors: bool,
+) -> dict[str, Any]:
+    """The SPLADE dot product: one linear ``rank_feature`` clause per query term."""
+    should = [
+        {"rank_feature": {"field": f"sparse.{term}", "linear": {}, "boost": float(weight)}}
+        for term, weight in terms.items()
+    ]
+    body: dict[str, Any] = {
+        "query": {
+            "bool": {
+                "should": should,
+                "minimum_should_match": 1,
+                "filter": _filters(owner_id, user_id, flt),
+            }
+        },
+        "size": k,
+    }
+    if not vectors:
+        body["_source"] = {"excludes": _HEAVY}
     return body
 
 
@@ -574,14 +614,24 @@ def _text_body(
     body: dict[str, Any] = {
         "query": {
             "bool": {
-                "must": [{"match": {"content": {"query": " ".join(terms)}}}],
+                # Content and the turn it answered, scored as one field (as SQLite indexes
+                # them); older documents without a context still match on content.
+                "must": [
+                    {
+                        "combined_fields": {
+                            "query": " ".join(terms),
+                            "fields": ["content", "context"],
+                            "operator": "or",
+                        }
+                    }
+                ],
                 "filter": _filters(owner_id, user_id, flt),
             }
         },
         "size": k,
     }
     if not vectors:
-        body["_source"] = {"excludes": ["vector"]}
+        body["_source"] = {"excludes": _HEAVY}
     return body
 
 

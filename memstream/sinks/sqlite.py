@@ -15,12 +15,12 @@ import asyncio
 import hashlib
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +28,7 @@ import numpy.typing as npt
 from memstream.schemas.common import utcnow
 from memstream.schemas.memory import MemoryNode
 from memstream.sinks.base import (
+    Channels,
     Hit,
     MemoryFilter,
     MemoryStore,
@@ -39,7 +40,7 @@ from memstream.sinks.base import (
     check_exists,
     check_mark,
 )
-from memstream.sinks.text import index_text, query_terms
+from memstream.sinks.text import index_text, query_terms, searchable_text
 
 T = TypeVar("T")
 
@@ -66,6 +67,7 @@ CREATE TABLE IF NOT EXISTS {t} (
     version      INTEGER NOT NULL,
     doc          TEXT NOT NULL,
     vector       BLOB,
+    sparse       BLOB,
     fts_scope    TEXT NOT NULL,
     fts_text     TEXT NOT NULL
 );
@@ -91,12 +93,13 @@ END;
 
 _UPSERT = """
 INSERT INTO {t} (memory_id, owner_id, user_id, memory_type, store_status, message_time,
-                 version, doc, vector, fts_scope, fts_text)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 version, doc, vector, sparse, fts_scope, fts_text)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (memory_id) DO UPDATE SET
     memory_type = excluded.memory_type, store_status = excluded.store_status,
     message_time = excluded.message_time, version = excluded.version, doc = excluded.doc,
-    vector = excluded.vector, fts_scope = excluded.fts_scope, fts_text = excluded.fts_text
+    vector = excluded.vector, sparse = excluded.sparse, fts_scope = excluded.fts_scope,
+    fts_text = excluded.fts_text
 WHERE excluded.version > {t}.version
 """
 
@@ -122,11 +125,39 @@ def _filter_sql(flt: MemoryFilter) -> tuple[str, list[str]]:
     return sql, [*types, *statuses]
 
 
-def _node(doc: str, vector: bytes | None) -> MemoryNode:
+def _node(doc: str, vector: bytes | None, sparse: bytes | None = None) -> MemoryNode:
     node = MemoryNode.model_validate_json(doc)
     if vector is not None:
         node.vector = np.frombuffer(vector, dtype=np.float32).tolist()
+    if sparse is not None:
+        terms, weights = _unpack_sparse(sparse)
+        node.sparse = {str(int(t)): float(w) for t, w in zip(terms, weights, strict=True)}
     return node
+
+
+def _pack_sparse(terms: Mapping[str, float] | None) -> bytes | None:
+    """Sparse terms as int32 ids then float32 weights: scored by numpy straight from the
+    rows, with no JSON to parse per memory."""
+    if not terms:
+        return None
+    ids = np.fromiter((int(t) for t in terms), dtype="<i4", count=len(terms))
+    weights = np.fromiter(terms.values(), dtype="<f4", count=len(terms))
+    return ids.tobytes() + weights.tobytes()
+
+
+def _unpack_sparse(blob: bytes) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
+    n = len(blob) // 8
+    return np.frombuffer(blob, dtype="<i4", count=n), np.frombuffer(
+        blob, dtype="<f4", count=n, offset=4 * n
+    )
+
+
+def _migrate(conn: sqlite3.Connection, table: str) -> None:
+    """Tables made before the sparse channel get its column (the rows stay; a re-embed
+    rebuild fills it)."""
+    columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    if columns and "sparse" not in columns:
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN sparse BLOB")
 
 
 class SQLiteStore(MemoryStore):
@@ -240,6 +271,10 @@ class SQLiteStore(MemoryStore):
                         " VALUES (1, 'live', 'initial', ?)",
                         (utcnow().isoformat(),),
                     )
+                for (version,) in conn.execute(
+                    "SELECT version FROM memstream_versions WHERE state != 'dropped'"
+                ).fetchall():
+                    _migrate(conn, table_name(int(version)))
                 conn.commit()
                 if self.pinned_version is not None:
                     check_exists(self.pinned_version, _state_of(conn, self.pinned_version))
@@ -421,10 +456,11 @@ class SQLiteStore(MemoryStore):
     async def get(self, owner_id: str, user_id: str, memory_id: str) -> MemoryNode | None:
         def read(conn: sqlite3.Connection, t: str) -> MemoryNode | None:
             row = conn.execute(
-                f"SELECT doc, vector FROM {t} WHERE memory_id=? AND owner_id=? AND user_id=?",
+                f"SELECT doc, vector, sparse FROM {t}"
+                " WHERE memory_id=? AND owner_id=? AND user_id=?",
                 (memory_id, owner_id, user_id),
             ).fetchone()
-            return None if row is None else _node(row[0], row[1])
+            return None if row is None else _node(*row)
 
         return await self._on_table(read)
 
@@ -441,11 +477,11 @@ class SQLiteStore(MemoryStore):
 
         def read(conn: sqlite3.Connection, t: str) -> list[MemoryNode]:
             rows = conn.execute(
-                f"SELECT m.doc, m.vector FROM {t} m WHERE m.owner_id=? AND m.user_id=?"
+                f"SELECT m.doc, m.vector, m.sparse FROM {t} m WHERE m.owner_id=? AND m.user_id=?"
                 f"{where} ORDER BY m.message_time DESC, m.memory_id LIMIT ? OFFSET ?",
                 (owner_id, user_id, *params, limit, offset),
             ).fetchall()
-            return [_node(doc, vec) for doc, vec in rows]
+            return [_node(*row) for row in rows]
 
         return await self._on_table(read)
 
@@ -512,18 +548,20 @@ class SQLiteStore(MemoryStore):
         k: int,
         flt: MemoryFilter = MemoryFilter(),
         *,
+        terms: Mapping[int, float] | None = None,
         vectors: bool = True,
-    ) -> tuple[list[Hit], list[Hit]]:
-        """Both channels in one trip to the reader thread, each memory parsed once: under
-        load the hand-offs and the parsing cost more than the queries."""
+    ) -> Channels:
+        """Every channel in one trip to the reader thread, each memory parsed once: under
+        load the hand-offs and the parsing cost more than the queries. Dense and sparse
+        scores come from one scan of the user's rows."""
         search = _Search(owner_id, user_id, k, flt, vectors)
 
-        def both(conn: sqlite3.Connection, t: str) -> tuple[list[Hit], list[Hit]]:
-            dense = [] if vector is None else search.by_vector(conn, t, vector)
-            sparse = [] if text is None else search.by_text(conn, t, text)
-            return dense, sparse
+        def channels(conn: sqlite3.Connection, t: str) -> Channels:
+            dense, sparse = search.by_scan(conn, t, vector, terms)
+            lexical = [] if text is None else search.by_text(conn, t, text)
+            return Channels(dense, lexical, sparse)
 
-        return await self._on_table(both, inline=self.inline_search)
+        return await self._on_table(channels, inline=self.inline_search)
 
 
 class _Search:
@@ -545,20 +583,55 @@ class _Search:
     def by_vector(
         self, conn: sqlite3.Connection, t: str, vector: npt.NDArray[np.float32]
     ) -> list[Hit]:
-        query = np.asarray(vector, dtype=np.float32)
+        return self.by_scan(conn, t, vector, None)[0]
+
+    def by_scan(
+        self,
+        conn: sqlite3.Connection,
+        t: str,
+        vector: npt.NDArray[np.float32] | None,
+        terms: Mapping[int, float] | None,
+    ) -> tuple[list[Hit], list[Hit]]:
+        """(dense hits, sparse hits) from one pass over the user's rows."""
+        if vector is None and not terms:
+            return [], []
+        sparse_col = "m.sparse" if terms else "NULL"
         rows = conn.execute(
-            f"SELECT m.memory_id, m.doc, m.vector FROM {t} m WHERE m.owner_id=? AND m.user_id=?"
-            f" AND m.vector IS NOT NULL{self.where}",
+            f"SELECT m.memory_id, m.doc, m.vector, {sparse_col} FROM {t} m"
+            f" WHERE m.owner_id=? AND m.user_id=?{self.where}",
             (self.owner_id, self.user_id, *self.params),
         ).fetchall()
-        # Another vector size (a re-embedded version, another embedder): not comparable.
-        usable = [row for row in rows if len(row[2]) == query.nbytes]
-        if not usable:
+        dense: list[Hit] = []
+        if vector is not None:
+            query = np.asarray(vector, dtype=np.float32)
+            # Another vector size (a re-embedded version, another embedder): not comparable.
+            usable = [row for row in rows if row[2] is not None and len(row[2]) == query.nbytes]
+            if usable:
+                matrix = np.frombuffer(b"".join(row[2] for row in usable), dtype=np.float32)
+                scores = matrix.reshape(len(usable), -1) @ query
+                top = np.argsort(-scores, kind="stable")[: self.k]
+                dense = [Hit(self._node(*usable[i][:3]), float(scores[i])) for i in top]
+        return dense, self._sparse_hits(rows, terms) if terms else []
+
+    def _sparse_hits(self, rows: list[Any], terms: Mapping[int, float]) -> list[Hit]:
+        with_terms = [row for row in rows if row[3]]
+        if not with_terms:
             return []
-        matrix = np.frombuffer(b"".join(row[2] for row in usable), dtype=np.float32)
-        scores = matrix.reshape(len(usable), -1) @ query
-        top = np.argsort(-scores, kind="stable")[: self.k]
-        return [Hit(self._node(*usable[i]), float(scores[i])) for i in top]
+        blobs = [_unpack_sparse(row[3]) for row in with_terms]
+        ids = np.concatenate([b[0] for b in blobs])
+        weights = np.concatenate([b[1] for b in blobs])
+        lengths = np.fromiter((len(b[0]) for b in blobs), dtype=np.int64, count=len(blobs))
+        query_ids = np.fromiter(terms.keys(), dtype=np.int64, count=len(terms))
+        query_weights = np.fromiter(terms.values(), dtype=np.float32, count=len(terms))
+        order = np.argsort(query_ids)
+        query_ids, query_weights = query_ids[order], query_weights[order]
+        at = np.clip(np.searchsorted(query_ids, ids), 0, len(query_ids) - 1)
+        products = np.where(query_ids[at] == ids, query_weights[at] * weights, 0.0)
+        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        scores = np.add.reduceat(products, starts) if len(products) else np.zeros(0)
+        positive = np.flatnonzero(scores > 0)
+        top = positive[np.argsort(-scores[positive], kind="stable")[: self.k]]
+        return [Hit(self._node(*with_terms[i][:3]), float(scores[i])) for i in top]
 
     def by_text(self, conn: sqlite3.Connection, t: str, text: str) -> list[Hit]:
         terms = query_terms(text)
@@ -591,10 +664,11 @@ def _row(node: MemoryNode) -> tuple[object, ...]:
         node.store_status.value,
         node.message_time.isoformat(),
         node.version,
-        node.model_dump_json(exclude={"vector"}),
+        node.model_dump_json(exclude={"vector", "sparse"}),
         vector,
+        _pack_sparse(node.sparse),
         scope_token(node.owner_id, node.user_id),
-        index_text(node.content),
+        index_text(searchable_text(node)),
     )
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from memstream.schemas.memory import MemoryNode
+
 _CJK = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
 _TOKEN = re.compile(rf"[{_CJK}]|[^\W_{_CJK}]+", re.UNICODE)
 
@@ -24,6 +26,11 @@ STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
 def tokens(text: str) -> list[str]:
     """Lower-cased word tokens; each CJK character is a token of its own."""
     return [t.lower() for t in _TOKEN.findall(text)]
+
+
+def searchable_text(node: MemoryNode) -> str:
+    """What the keyword index holds for a memory: its content and the turn it answered."""
+    return f"{node.content}\n{node.context}" if node.context else node.content
 
 
 def index_text(text: str) -> str:

@@ -47,7 +47,7 @@ def _reason_for(error: ValidationError) -> Rejected:
         reason = DlqReason.bad_timestamp
     elif field == "schema_version" and not kind.endswith(_TYPE_ERRORS):
         reason = DlqReason.unsupported_schema_version
-    elif kind == "string_too_long" and field == "content":
+    elif kind == "string_too_long" and field in {"content", "context"}:
         reason = DlqReason.oversize
     elif kind.endswith(_TYPE_ERRORS) or kind in {"model_type", "dict_type"}:
         reason = DlqReason.wrong_type

@@ -18,7 +18,8 @@ router = APIRouter(tags=["retrieval"])
 async def retrieve_memories(
     body: RetrieveRequest, service: ServiceDep, caller: CallerDep
 ) -> Response:
-    """Hybrid (vector + BM25) recall of a user's valid memories, fused and weighted by type."""
+    """Hybrid (dense + BM25 + sparse) recall of a user's valid memories: floored, fused,
+    weighted by type, time and recency."""
     caller.allow(body.owner_id)
     started = time.perf_counter()
     store, _, queries = service.ready()
@@ -39,6 +40,11 @@ async def retrieve_memories(
     # Serialised here from plain data: returning a Response skips FastAPI's validation of the
     # response model (still the documented schema; a test holds them together).
     payload = retrieve_response_json(
-        found.ranked, found.time_ranges, render_prompt([r.node for r in found.ranked]), took_ms
+        found.ranked,
+        found.time_ranges,
+        render_prompt([r.node for r in found.ranked]),
+        took_ms,
+        cut=found.cut,
+        searched=found.searched,
     )
     return Response(payload, media_type="application/json")
