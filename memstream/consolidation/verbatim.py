@@ -61,21 +61,30 @@ def observations_verbatim(
 
 
 def answered_turns(messages: Sequence[ChatMessage]) -> dict[str, str]:
-    """For each user message, the turn it answers: its own ``context`` (another person's
-    turn, sent with it), else the assistant or system turn just before it in the window.
-    "Went hiking with my sister" says what it is about only next to "What did you do last
-    weekend?"; the pair is what a later question matches."""
+    """For each user message, the exchange around it: its own ``context`` (another person's
+    turn, sent with it), else the assistant or system turns just before and just after it
+    in the window. "Went hiking with my sister" says what it is about only next to "What did
+    you do last weekend?", and "I just joined Meituan" only next to "Congratulations on the
+    new job!": the exchange is what a later question matches (measured on LoCoMo: the turn
+    before and the turn after each help recall)."""
+    ordered = sorted(messages, key=lambda m: m.sent_at)
     out: dict[str, str] = {}
-    previous: ChatMessage | None = None
-    for m in sorted(messages, key=lambda m: m.sent_at):
-        if m.role is Role.user:
-            if m.context and m.context.strip():
-                out[m.message_id] = m.context.strip()[:MAX_CONTEXT_CHARS]
-            elif previous is not None and previous.role is not Role.user:
-                text = previous.content.strip()
-                if text:
-                    out[m.message_id] = text[:MAX_CONTEXT_CHARS]
-        previous = m
+    for i, m in enumerate(ordered):
+        if m.role is not Role.user:
+            continue
+        if m.context and m.context.strip():
+            out[m.message_id] = m.context.strip()[:MAX_CONTEXT_CHARS]
+            continue
+        around = [
+            n.content.strip()
+            for n in (
+                ordered[i - 1] if i else None,
+                ordered[i + 1] if i + 1 < len(ordered) else None,
+            )
+            if n is not None and n.role is not Role.user and n.content.strip()
+        ]
+        if around:
+            out[m.message_id] = "\n".join(around)[:MAX_CONTEXT_CHARS]
     return out
 
 

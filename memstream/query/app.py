@@ -63,6 +63,7 @@ def create_service(
             emb = embedder or load_embedder(settings.embedder)
             opened = store or open_store(settings.store, dimensions=emb.dimensions, serving=True)
             await opened.open()
+            await opened.check_embedder(emb.model_id)
             service.serve(opened, emb)
             tune_gc()  # start-up is done: the model and modules are frozen out of collection
         try:

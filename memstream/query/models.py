@@ -75,6 +75,9 @@ class Why(BaseModel):
     time_boost: float = 1.0
     time_match: TimeRangeOut | None = None
     rerank_score: float | None = None
+    supersedes: str | None = Field(
+        None, description="An older memory on the same subject this one was ranked above."
+    )
 
 
 class MemoryOut(BaseModel):
@@ -138,6 +141,7 @@ def retrieved_data(r: Ranked) -> dict[str, Any]:
             if match is None
             else {"text": match.text, "start": match.start, "end": match.end},
             "rerank_score": r.rerank_score,
+            "supersedes": r.supersedes,
         },
     }
 

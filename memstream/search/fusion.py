@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from itertools import pairwise
 
 from memstream.schemas.memory import MemoryNode, MemoryType
 from memstream.search.timeparse import TimeRange
 from memstream.sinks.base import Channels, Hit
+from memstream.sinks.text import STOPWORDS, tokens
 
 #: MemoryScope's type weights: insights summarise many observations; hand-added ones are trusted.
 TYPE_WEIGHTS: Mapping[MemoryType, float] = {
@@ -45,7 +47,7 @@ class Floor:
 
     dense_margin: float
     text_ratio: float = 0.25
-    sparse_ratio: float = 0.1
+    sparse_ratio: float = 0.25
 
     def scaled(self, strictness: float) -> Floor | None:
         """``strictness`` 0 turns the floor off, 1 is this floor, 2 twice as strict."""
@@ -57,18 +59,21 @@ class Floor:
             min(1.0, self.sparse_ratio * strictness),
         )
 
-    def relevant(self, channels: Channels) -> set[str]:
-        keep: set[str] = set()
-        if channels.dense:
-            best = channels.dense[0].score
-            keep.update(
-                h.node.memory_id for h in channels.dense if h.score >= best - self.dense_margin
-            )
-        for hits, ratio in ((channels.text, self.text_ratio), (channels.sparse, self.sparse_ratio)):
-            if hits:
-                best = hits[0].score
-                keep.update(h.node.memory_id for h in hits if h.score >= best * ratio)
-        return keep
+    def apply(self, channels: Channels) -> Channels:
+        """Each channel without its hits below the floor: a weak match in one channel
+        neither adds to a memory's fused score nor keeps it in the answer."""
+        dense = channels.dense
+        if dense:
+            dense = [h for h in dense if h.score >= dense[0].score - self.dense_margin]
+        return Channels(
+            dense,
+            _above(channels.text, self.text_ratio),
+            _above(channels.sparse, self.sparse_ratio),
+        )
+
+
+def _above(hits: list[Hit], ratio: float) -> list[Hit]:
+    return [h for h in hits if h.score >= hits[0].score * ratio] if hits else hits
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,8 @@ class Ranked:
     time_boost: float = 1.0
     time_match: TimeRange | None = None
     rerank_score: float | None = None
+    #: The older memory on the same subject this one was moved above (current state first).
+    supersedes: str | None = None
 
 
 def time_match(node: MemoryNode, ranges: Sequence[TimeRange]) -> TimeRange | None:
@@ -110,7 +117,6 @@ def fuse(
     type_weights: Mapping[MemoryType, float] = TYPE_WEIGHTS,
     time_ranges: Sequence[TimeRange] = (),
     time_boost: float = TIME_BOOST,
-    relevant: Collection[str] | None = None,
     recency: float = 0.0,
 ) -> list[Ranked]:
     """Reciprocal rank fusion of the channels, times the memory type's weight, times
@@ -118,15 +124,13 @@ def fuse(
     recency lift (``recency``: newest relevant memory, ``1 + recency``; oldest, 1).
 
     Rank fusion needs no score calibration between cosine, BM25 and sparse dot products,
-    which live on different scales and shift with corpus size. With ``relevant`` given, only
-    those memories are ranked (see :class:`Floor`): weights and boosts then reorder relevant
-    memories and can never lift noise into the answer.
+    which live on different scales and shift with corpus size. Given channels that passed
+    a :class:`Floor`, weights and boosts only reorder relevant memories and never lift noise
+    into the answer.
     """
     by_id: dict[str, dict[str, object]] = {}
     for channel, hits in (("vector", vector_hits), ("text", text_hits), ("sparse", sparse_hits)):
         for rank, hit in enumerate(hits, start=1):
-            if relevant is not None and hit.node.memory_id not in relevant:
-                continue
             entry = by_id.setdefault(hit.node.memory_id, {"node": hit.node})
             entry[f"{channel}_rank"] = rank
             entry[f"{channel}_score"] = hit.score
@@ -176,6 +180,43 @@ def _recency(nodes: Sequence[MemoryNode], recency: float) -> Callable[[datetime]
     if span <= 0:
         return lambda _: 1.0
     return lambda when: 1.0 + recency * (when.timestamp() - start) / span
+
+
+def _subject_terms(text: str) -> frozenset[str]:
+    """Words that say what a memory is about: no stopwords, and Chinese as character
+    bigrams (single characters such as 我 or 的 say nothing)."""
+    words = [t for t in tokens(text) if t not in STOPWORDS and len(t) > 1]
+    cjk = [t for t in tokens(text) if len(t) == 1 and not t.isascii()]
+    return frozenset(words + [a + b for a, b in pairwise(cjk)])
+
+
+def same_subject(a: MemoryNode, b: MemoryNode) -> bool:
+    """Two memories that say something about the same thing: at least two distinctive words
+    in common, and a fair share of them ("I work as a data engineer at Alibaba" / "I just
+    joined Meituan as a senior data engineer"). Embeddings cannot tell this: that pair is
+    less similar to e5 (0.84) than the first is to "a club near West Lake" (0.86)."""
+    x, y = _subject_terms(a.content), _subject_terms(b.content)
+    shared = len(x & y)
+    return shared >= 2 and shared / len(x | y) >= 0.15
+
+
+def prefer_newer(ranked: Sequence[Ranked]) -> list[Ranked]:
+    """LLM-free supersession: among results, a newer memory on the same subject as one
+    ranked above it moves to just above it: the current state first, its history after
+    (both stay). Only reorders what was retrieved, so what is found never changes."""
+    out = list(ranked)
+    for i in range(len(out)):
+        for j in range(i + 1, len(out)):
+            older, newer = out[i], out[j]
+            if newer.node.valid_from > older.node.valid_from and same_subject(
+                older.node, newer.node
+            ):
+                # Scores stay in order, so callers merging results by score keep it.
+                moved = out.pop(j)
+                score = max(moved.score, older.score * (1 + 1e-9) + 1e-12)
+                out.insert(i, replace(moved, score=score, supersedes=older.node.memory_id))
+                break
+    return out
 
 
 def render_line(node: MemoryNode) -> str:

@@ -17,11 +17,12 @@ from memstream.search.fusion import (
     Floor,
     Ranked,
     fuse,
+    prefer_newer,
     rerank,
     time_match,
 )
 from memstream.search.names import strip_names
-from memstream.search.tense import asks_present
+from memstream.search.tense import asks_past, asks_present
 from memstream.search.timeparse import TimeRange
 from memstream.sinks.base import Channels, MemoryFilter, MemoryStore
 
@@ -106,12 +107,17 @@ async def retrieve(
     searched = strip_names(query, names) if names else query
     if searched != query:
         channels = await _recall(store, embedder, owner_id, user_id, searched, mode, recall_k, flt)
-    relevant = None
+    found = {h.node.memory_id for hits in channels for h in hits}
     if floor is not None:
+        floored = floor.apply(channels)
         # A memory from the time the query names is relevant by that alone.
-        relevant = floor.relevant(channels) | {
-            h.node.memory_id for hits in channels for h in hits if time_match(h.node, time_ranges)
-        }
+        timely = [h for h in channels.dense if time_match(h.node, time_ranges)]
+        kept = {h.node.memory_id for hits in floored for h in hits}
+        channels = Channels(
+            floored.dense + [h for h in timely if h.node.memory_id not in kept],
+            floored.text,
+            floored.sparse,
+        )
     pool = max(top_k, rerank_candidates) if reranker is not None else top_k
     fused = fuse(
         channels.dense,
@@ -120,12 +126,13 @@ async def retrieve(
         top_k=pool,
         time_ranges=time_ranges,
         time_boost=time_boost,
-        relevant=relevant,
         recency=recency if asks_present(query) else 0.0,
     )
-    found = {h.node.memory_id for hits in channels for h in hits}
-    cut = 0 if relevant is None else max(0, min(top_k, len(found)) - min(top_k, len(fused)))
+    cut = max(0, min(top_k, len(found)) - min(top_k, len(fused)))
     if reranker is not None and fused:
         scores = await asyncio.to_thread(reranker.scores, query, [r.node.content for r in fused])
         fused = rerank(fused, scores, top_k=top_k)
-    return Recalled(fused[:top_k], cut, searched if searched != query else None)
+    fused = fused[:top_k]
+    if not asks_past(query):
+        fused = prefer_newer(fused)
+    return Recalled(fused, cut, searched if searched != query else None)

@@ -26,8 +26,13 @@ _PAST_ZH = re.compile(
 _PRESENT_ZH = re.compile(r"现在|目前|如今|最近|眼下|当前|正在|还在|近来|这些天|如今")
 
 
+def asks_past(query: str) -> bool:
+    """True when the query speaks of the past (history is wanted, not the current state)."""
+    return bool(_PAST_EN.search(query) or _PAST_ZH.search(query))
+
+
 def asks_present(query: str) -> bool:
     """True when the query speaks of the present and not of the past."""
-    if _PAST_EN.search(query) or _PAST_ZH.search(query):
+    if asks_past(query):
         return False
     return bool(_PRESENT_EN.search(query) or _PRESENT_ZH.search(query))

@@ -71,6 +71,11 @@ class StoreVersionError(StoreError):
     """A version operation that cannot be done (unknown version, dropping the live one)."""
 
 
+class StoreModelError(StoreError):
+    """The live version's vectors come from another embedding model than the configured
+    one: the two vector spaces are not comparable (both may have 384 dimensions)."""
+
+
 class StoreWriteError(StoreError):
     """Writes or deletes the store refused (the job is retried, then dead-lettered)."""
 
@@ -256,6 +261,22 @@ class MemoryStore(ABC):
 
         dense_hits, text_hits = await asyncio.gather(dense(), lexical())
         return Channels(dense_hits, text_hits, [])
+
+    async def latest_embedding_model(self) -> str | None:
+        """The embedding model of the newest memory with a vector (None: no such memory)."""
+        return None
+
+    async def check_embedder(self, model_id: str) -> None:
+        """Refuse to mix vector spaces: a worker writing, or a service searching, with
+        another model than the one the live memories were embedded with."""
+        found = await self.latest_embedding_model()
+        if found is not None and found != model_id:
+            raise StoreModelError(
+                f"the store's memories are embedded with {found}, this process is configured "
+                f"with {model_id}: re-embed them with `memstream rebuild --from events "
+                "--reembed` (it switches when done), or set MEMSTREAM_EMBEDDER__BACKEND to "
+                "the store's model"
+            )
 
     async def refresh(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Make completed writes visible to searches (a no-op where they already are)."""

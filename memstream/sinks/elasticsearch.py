@@ -469,6 +469,17 @@ class ElasticsearchStore(MemoryStore):
         response = await self._client.count(index=self._target, query={"bool": {"filter": clauses}})
         return int(response["count"])
 
+    async def latest_embedding_model(self) -> str | None:
+        response = await self._client.search(
+            index=self._target,
+            query={"exists": {"field": "embedding_model"}},
+            sort=[{"recorded_at": "desc"}],
+            source_includes=["embedding_model"],
+            size=1,
+        )
+        hits = response["hits"]["hits"]
+        return str(hits[0]["_source"]["embedding_model"]) if hits else None
+
     async def search_vector(
         self,
         owner_id: str,

@@ -509,6 +509,16 @@ class SQLiteStore(MemoryStore):
 
         return await self._on_table(read)
 
+    async def latest_embedding_model(self) -> str | None:
+        def read(conn: sqlite3.Connection, t: str) -> str | None:
+            row = conn.execute(
+                f"SELECT json_extract(doc, '$.embedding_model') FROM {t}"
+                " WHERE vector IS NOT NULL ORDER BY rowid DESC LIMIT 1"
+            ).fetchone()
+            return None if row is None or row[0] is None else str(row[0])
+
+        return await self._on_table(read)
+
     async def search_vector(
         self,
         owner_id: str,

@@ -65,6 +65,7 @@ class WorkerContext:
             if not self._opened:
                 await self.store.open()
                 self._opened = True
+                await self.store.check_embedder(self.embedder.model_id)
         return self.store
 
     async def close_store(self) -> None:
