@@ -251,3 +251,57 @@ async def test_versions_build_switch_and_drop(store: MemoryStore, embedder: Embe
     assert await store.create_version("messages", embedding_model=None, dimensions=None) == 4
     with pytest.raises(StoreVersionError, match="does not exist"):
         await store.drop_version(3)
+
+
+def indexed(embedder: Embedder, text: str, *, n: int, context: str | None = None) -> MemoryNode:
+    """A memory as the worker writes it: vector, and sparse terms of content + context."""
+    memory = node(embedder, text, n=n).model_copy(update={"context": context})
+    embedder.index([memory], force=True)
+    return memory
+
+
+async def test_sparse_channel_scores_the_dot_product(
+    store: MemoryStore, embedder: Embedder
+) -> None:
+    """The learned sparse channel: the store's score is the SPLADE dot product, the
+    answered turn is searchable, and sparse terms never come back in search results."""
+    assert embedder.sparse is not None
+    memories = [
+        indexed(embedder, "Went hiking with my sister", n=0, context="How was the mountain trip?"),
+        indexed(embedder, "I am allergic to peanuts", n=1),
+        indexed(embedder, "Tennis every Saturday morning", n=2),
+    ]
+    await store.upsert(memories)
+    await store.refresh()
+    query = "which trails did she hike with family?"
+    terms = embedder.sparse.encode_query(query)
+    found = await store.search_hybrid("app", "alice", None, None, 5, terms=terms, vectors=False)
+    assert found.dense == [] and found.text == []
+    assert found.sparse[0].node.memory_id == memories[0].memory_id
+    expected = sum(w * (memories[0].sparse or {}).get(str(t), 0.0) for t, w in terms.items())
+    # Stored as float32 (SQLite) or a Lucene feature (Elasticsearch keeps 9 bits of
+    # mantissa: within 0.4 %).
+    assert found.sparse[0].score == pytest.approx(expected, rel=5e-3)
+    assert all(h.node.sparse is None and h.node.vector is None for h in found.sparse)
+    assert all(h.score > 0 for h in found.sparse), "no shared term, no hit"
+    # Context is indexed for keyword recall too, and kept on the memory.
+    context_hit = await store.search_hybrid("app", "alice", None, "the mountain trip", 5)
+    assert context_hit.text[0].node.memory_id == memories[0].memory_id
+    got = await store.get("app", "alice", memories[0].memory_id)
+    assert got is not None and got.context == "How was the mountain trip?"
+    assert got.sparse is not None and memories[0].sparse is not None
+    assert got.sparse.keys() == memories[0].sparse.keys()
+    assert all(abs(got.sparse[t] - w) <= 5e-3 * w for t, w in memories[0].sparse.items())
+
+
+async def test_a_store_refuses_another_embedding_model(
+    store: MemoryStore, embedder: Embedder
+) -> None:
+    from memstream.sinks import StoreModelError
+
+    await store.check_embedder("any-model")  # empty: nothing to mix with
+    await store.upsert([node(embedder, "I live in Hangzhou")])
+    await store.refresh()
+    await store.check_embedder(embedder.model_id)
+    with pytest.raises(StoreModelError, match="rebuild --from events --reembed"):
+        await store.check_embedder("all-MiniLM-L6-v2-onnx-int8")

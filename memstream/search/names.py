@@ -34,7 +34,8 @@ def name_forms(name: str) -> list[str]:
 def _pattern(form: str) -> str:
     if has_cjk(form):
         return re.escape(form)  # no word boundaries inside Chinese text
-    return rf"\b{re.escape(form)}(?:'s|’s|s')?\b"
+    # Latin letters only around it, not \b: "Alice养了什么" names Alice too.
+    return rf"(?<![A-Za-z0-9]){re.escape(form)}(?:'s|’s|s')?(?![A-Za-z0-9])"
 
 
 def names_in(text: str, name: str) -> bool:
