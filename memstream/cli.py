@@ -20,6 +20,7 @@ import click
 from pydantic import ValidationError
 
 from memstream.config import Settings
+from memstream.search.hybrid import RetrievalMode
 
 
 def _settings(ctx: click.Context, **overrides: Any) -> Settings:
@@ -183,9 +184,9 @@ def eval_group() -> None:
     "--retrieval",
     "modes",
     multiple=True,
-    type=click.Choice(["hybrid", "dense", "bm25"]),
+    type=click.Choice([m.value for m in RetrievalMode]),
     help="Recall channels; the first is the report's headline, all are in by_retrieval. "
-    "Default: hybrid, dense and bm25 in one run.",
+    "Default: hybrid and each channel alone (dense, bm25, sparse) in one run.",
 )
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.pass_context
@@ -199,9 +200,8 @@ def eval_locomo(
 ) -> None:
     """Replay LoCoMo conversations (broker, worker, store) and score evidence recall@k."""
     from memstream.evaluation.runner import run_locomo
-    from memstream.search import RetrievalMode
 
-    chosen = [RetrievalMode(m) for m in (modes or ("hybrid", "dense", "bm25"))]
+    chosen = [RetrievalMode(m) for m in (modes or [m.value for m in RetrievalMode])]
     try:
         report = asyncio.run(
             run_locomo(

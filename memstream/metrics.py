@@ -137,6 +137,12 @@ class ServiceMetrics:
             "Memories returned by retrieval.",
             registry=self.registry,
         )
+        self.messages = Counter(
+            "memstream_http_messages",
+            "Messages posted to /v1/messages, by outcome (accepted, rejected, unavailable).",
+            ["outcome"],
+            registry=self.registry,
+        )
 
     def watch_embedding(self, counts: Callable[[], tuple[int, int]]) -> None:
         """Query embedding as (model calls, queries): their ratio is the batch size that

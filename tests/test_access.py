@@ -29,6 +29,18 @@ BODIES: dict[tuple[str, str], dict[str, Any] | None] = {
     ("POST", "/v1/users/{owner_id}/{user_id}/forget"): None,
     ("GET", "/v1/users/{owner_id}/{user_id}/export"): None,
     ("POST", "/v1/chat"): {"owner_id": "acme", "user_id": "u1", "message": "hi"},
+    ("POST", "/v1/messages"): {
+        "messages": [
+            {
+                "message_id": "m1",
+                "owner_id": "acme",
+                "user_id": "u1",
+                "role": "user",
+                "content": "I like tea.",
+                "sent_at": "2024-07-10T09:30:00+08:00",
+            }
+        ]
+    },
 }
 
 #: What an authorised call returns here (no broker in this test: writes to the log are 503,
@@ -40,6 +52,7 @@ ALLOWED = {
     ("DELETE", "/v1/users/{owner_id}/{user_id}/memories"): 503,
     ("POST", "/v1/users/{owner_id}/{user_id}/forget"): 503,
     ("POST", "/v1/chat"): 503,  # no generation model configured here
+    ("POST", "/v1/messages"): 503,
 }
 
 

@@ -23,7 +23,7 @@ from memstream.query.auth import AccessControl
 from memstream.query.log_writer import LogWriter
 from memstream.query.models import ErrorBody
 from memstream.query.retriever import Retriever
-from memstream.query.routes import chat, memories, ops, retrieval
+from memstream.query.routes import chat, memories, messages, ops, retrieval
 from memstream.query.state import Service
 from memstream.rerank import Reranker, load_reranker
 from memstream.runtime import tune_gc
@@ -112,6 +112,6 @@ def create_service(
             return JSONResponse(status_code=413, content=too_large_body(exc.limit))
         return JSONResponse(status_code=exc.status_code, content={"error": str(exc.detail)})
 
-    for router in (ops.router, retrieval.router, memories.router, chat.router):
+    for router in (ops.router, retrieval.router, messages.router, memories.router, chat.router):
         app.include_router(router)
     return app

@@ -10,7 +10,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 from pydantic_core import to_json
 
 from memstream.schemas.common import Id, Timestamp
+from memstream.schemas.dlq import DlqReason
 from memstream.schemas.memory import EventTime, MemoryNode, MemoryType, StoreStatus
+from memstream.schemas.messages import ChatMessage
 from memstream.search import Ranked, RetrievalMode, TimeRange
 
 
@@ -284,3 +286,42 @@ class ChatResponse(BaseModel):
     memories: list[RetrievedMemory]
     system_prompt: str
     message_ids: list[str] = Field(description="Ids of the turns put on the log.")
+
+
+#: Messages one ``POST /v1/messages`` may carry (bodies are bounded in bytes too).
+MAX_MESSAGES_PER_REQUEST = 500
+_EXAMPLE = {"messages": ChatMessage.model_json_schema()["examples"]}
+
+
+class AddMessagesRequest(BaseModel):
+    """Chat messages for the log, exactly as a producer would put them on
+    ``memstream.messages`` (the ``ChatMessage`` contract). Each one is judged by the codec
+    the worker uses, so a message refused here is one the worker would dead-letter."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [_EXAMPLE]})
+
+    messages: list[Any] = Field(
+        min_length=1,
+        max_length=MAX_MESSAGES_PER_REQUEST,
+        description="ChatMessage objects (schema: memstream/schemas/chat_message.schema.json, "
+        "`memstream schema`); each is validated on its own.",
+    )
+
+
+class MessageVerdict(BaseModel):
+    index: int = Field(description="Position in the request.")
+    message_id: str | None = Field(None, description="The message's id, when it has one.")
+    status: Literal["accepted", "duplicate", "rejected"]
+    reason: DlqReason | None = Field(
+        None, description="Why it was rejected: the same code the worker's DLQ would give."
+    )
+    detail: str | None = None
+
+
+class AddMessagesResponse(BaseModel):
+    """Accepted messages are on the log (acknowledged by the broker); the worker windows and
+    consolidates them like any other. Re-sending a message (same id) is safe."""
+
+    accepted: int
+    rejected: int
+    results: list[MessageVerdict]
