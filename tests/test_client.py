@@ -1,0 +1,164 @@
+"""The Python client against a running stack (broker, worker, query service), and the
+examples of docs/client.md run as written."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from memstream import client as ms
+from memstream.embedded import WorkerProcess, free_port, spawn, stop, wait_port
+from tests.support.pipeline import pipeline_env, settings_from
+from tests.support.servers import Tansu
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def doc_examples() -> list[str]:
+    text = (ROOT / "docs" / "client.md").read_text(encoding="utf-8")
+    return re.findall(r"```python\n(.*?)```", text, re.S)
+
+
+class Stack:
+    def __init__(self, tmp: Path) -> None:
+        self.broker = Tansu(tmp)
+        self.port = free_port()
+        self.env = pipeline_env(
+            bootstrap=self.broker.bootstrap,
+            data_dir=tmp,
+            backend="sqlite",
+            extra={"MEMSTREAM_WINDOW__IDLE_SECONDS": "1", "MEMSTREAM_API__PORT": str(self.port)},
+        )
+        self.settings = settings_from(self.env)
+        self.worker = WorkerProcess(self.env, tmp / "worker.log")
+        self.service = spawn(
+            [sys.executable, "-m", "memstream", "serve", "--port", str(self.port)],
+            {**os.environ, **self.env},
+            tmp / "service.log",
+        )
+        wait_port("127.0.0.1", self.port, timeout=90, proc=self.service)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        stop(self.service)
+        if self.worker.alive():
+            self.worker.stop(timeout=60)
+        self.broker.close()
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    s = Stack(tmp_path)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def wait_memories(client: ms.Client, owner: str, user: str, n: int, within: float = 90) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if client.list(owner, user).total >= n:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{n} memories of {owner}/{user} not there in {within} s")
+
+
+@pytest.mark.servers
+def test_client_end_to_end_and_the_docs_examples(stack: Stack) -> None:
+    examples = doc_examples()
+    assert len(examples) == 3
+    namespace: dict[str, Any] = {}
+    os.environ["MEMSTREAM_URL"] = stack.url
+    try:
+        exec(examples[0], namespace)  # add_messages, as the docs show it
+        with ms.Client(stack.url) as c:
+            wait_memories(c, "my-app", "u-42", 2)
+            exec(examples[1], namespace)  # retrieve, list, add_memory, export
+            exec(examples[2], namespace)  # the async client
+            found = c.retrieve("my-app", "u-42", "Where do I work?", top_k=3)
+            assert "Meituan" in found.memories[0].content
+            assert found.memories[0].source_message_ids == ["c1-1"]
+            wait_memories(c, "my-app", "u-42", 3)  # the hand-added memory went through the log
+            page = c.list("my-app", "u-42", memory_types=["obs_customized"])
+            assert [m.content for m in page.memories] == ["Alice is vegetarian."]
+            one = c.get("my-app", "u-42", page.memories[0].memory_id)
+            assert one.keywords == ["diet"]
+            with pytest.raises(ms.NotFound) as missing:
+                c.get("my-app", "u-42", "no-such-memory")
+            assert missing.value.status_code == 404
+            with pytest.raises(ms.InvalidRequest) as invalid:
+                c.retrieve("my-app", "u-42", "", top_k=3)
+            assert invalid.value.detail
+            bad = c.add_messages([{"message_id": "x", "owner_id": "my-app"}])
+            assert bad.accepted == 0 and bad.results[0].reason == "missing_field"
+            assert c.delete("my-app", "u-42", one.memory_id).status == "accepted"
+            exported = c.export("my-app", "u-42")
+            assert {m.content for m in exported.memories} >= {"My puppy Max chews on everything!"}
+            assert c.forget("my-app", "u-42").status == "accepted"
+            deadline = time.monotonic() + 60
+            while c.list("my-app", "u-42").total and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert c.list("my-app", "u-42").total == 0
+    finally:
+        os.environ.pop("MEMSTREAM_URL", None)
+
+
+def test_retries_a_503_then_raises_unavailable() -> None:
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        if len(calls) < 3:
+            return httpx.Response(503, json={"error": "the message log is unavailable"})
+        return httpx.Response(202, json={"job_id": "j", "status": "accepted"})
+
+    with ms.Client("http://svc", transport=httpx.MockTransport(handler), backoff=0.01) as c:
+        assert c.forget("o", "u").job_id == "j"
+    assert calls == ["/v1/users/o/u/forget"] * 3
+
+    always = httpx.MockTransport(lambda r: httpx.Response(503, json={"error": "down"}))
+    with (
+        ms.Client("http://svc", transport=always, retries=2, backoff=0.01) as c,
+        pytest.raises(ms.Unavailable, match="503: down"),
+    ):
+        c.delete_all("o", "u")
+
+
+def test_a_hand_added_memory_keeps_its_request_id_across_retries() -> None:
+    seen: list[Any] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.read())
+        if len(seen) == 1:
+            return httpx.Response(503, json={"error": "down"})
+        return httpx.Response(202, json={"job_id": "j", "memory_id": "m", "status": "accepted"})
+
+    with ms.Client("http://svc", transport=httpx.MockTransport(handler), backoff=0.01) as c:
+        c.add_memory("o", "u", "Alice is vegetarian.")
+    assert len(seen) == 2 and seen[0] == seen[1], "the same request id both times"
+
+
+def test_no_server_is_a_connection_failure() -> None:
+    with (
+        ms.Client(f"http://127.0.0.1:{free_port()}", retries=1, backoff=0.01) as c,
+        pytest.raises(ms.ConnectionFailed),
+    ):
+        c.list("o", "u")
+
+
+def test_errors_map_to_their_exceptions() -> None:
+    for status, kind in [(401, ms.Unauthorized), (403, ms.Forbidden), (413, ms.TooLarge)]:
+        transport = httpx.MockTransport(lambda r, s=status: httpx.Response(s, json={"error": "no"}))
+        with ms.Client("http://svc", transport=transport) as c:
+            with pytest.raises(kind) as err:
+                c.list("o", "u")
+            assert err.value.status_code == status and isinstance(err.value, ms.APIError)
