@@ -40,6 +40,12 @@ def embedder() -> Embedder:
     return load_embedder(EmbedderSettings())
 
 
+@pytest.fixture(scope="session")
+def sparse_embedder() -> Embedder:
+    """The default embedder with the opt-in SPLADE channel."""
+    return load_embedder(EmbedderSettings(sparse="splade-tiny"))
+
+
 @pytest.fixture(
     params=[
         "sqlite",

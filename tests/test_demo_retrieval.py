@@ -23,8 +23,12 @@ ROOT = Path(__file__).resolve().parents[1]
 AT = datetime(2024, 7, 10, 12, tzinfo=UTC)  # the demo is from 2024: time words need `at`
 
 
-@pytest.fixture
-async def client(tmp_path: Path, embedder: Embedder) -> AsyncIterator[httpx.AsyncClient]:
+@pytest.fixture(params=["dense+bm25", "dense+bm25+sparse"])
+async def client(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[httpx.AsyncClient]:
+    name = "embedder" if request.param == "dense+bm25" else "sparse_embedder"
+    embedder: Embedder = request.getfixturevalue(name)
     lines = (ROOT / "examples" / "demo.jsonl").read_text(encoding="utf-8").splitlines()
     messages = [ChatMessage.model_validate_json(line) for line in lines if line.strip()]
     job = ConsolidationJob(

@@ -88,9 +88,12 @@ def test_max_batch_must_be_positive() -> None:
 async def test_query_vectors_do_not_depend_on_the_batch(embedder: Embedder) -> None:
     """Padding to the longest query in a batch must not move a short query's vector."""
     texts = ["tea", "what did I do last weekend?", "我上周末做了什么？", "a " * 40 + "long one"]
-    queries = QueryEmbedder(embedder, max_batch=16)
-    batched = await asyncio.gather(*(queries.embed(t) for t in texts))
-    assert queries.calls == 1
+    batched = embedder.embed_queries(texts)
     for text, vector in zip(texts, batched, strict=True):
-        alone = embedder.embed_query(text)
+        assert float(vector @ embedder.embed_query(text)) > 0.9999
+    queries = QueryEmbedder(embedder, max_batch=16)
+    together = await asyncio.gather(*(queries.embed(t) for t in texts))
+    # e5 gains nothing from batches: concurrent queries then run side by side, one call each.
+    assert queries.calls == (1 if embedder.batches_well else len(texts))
+    for vector, alone in zip(together, batched, strict=True):
         assert float(vector @ alone) > 0.9999

@@ -261,10 +261,11 @@ def indexed(embedder: Embedder, text: str, *, n: int, context: str | None = None
 
 
 async def test_sparse_channel_scores_the_dot_product(
-    store: MemoryStore, embedder: Embedder
+    store: MemoryStore, sparse_embedder: Embedder
 ) -> None:
     """The learned sparse channel: the store's score is the SPLADE dot product, the
     answered turn is searchable, and sparse terms never come back in search results."""
+    embedder = sparse_embedder
     assert embedder.sparse is not None
     memories = [
         indexed(embedder, "Went hiking with my sister", n=0, context="How was the mountain trip?"),

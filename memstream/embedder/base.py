@@ -25,6 +25,9 @@ class Embedder(ABC):
     dimensions: int
     #: True when queries and memories are embedded differently (e5's query:/passage:).
     asymmetric: bool = False
+    #: True when a batch costs less per text than single calls (so concurrent queries are
+    #: worth coalescing into one call).
+    batches_well: bool = True
     #: Cosines that mean "about the same thing" / "possibly the same fact", for this model's
     #: scale: the same share of unrelated LoCoMo pairs lies below them for every model.
     related_cosine: float = 0.5

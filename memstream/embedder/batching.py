@@ -22,7 +22,8 @@ class QueryEmbedder:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self.embedder = embedder
-        self.max_batch = max_batch
+        # A model that gains nothing from batches: concurrent queries run side by side.
+        self.max_batch = max_batch if embedder.batches_well else 1
         self._pending: deque[tuple[str, asyncio.Future[Matrix]]] = deque()
         self._draining: asyncio.Task[None] | None = None
         #: Model calls and queries embedded, for the service's metrics and the tests.
