@@ -25,6 +25,10 @@ from memstream.search.names import strip_names
 from memstream.search.tense import asks_past, asks_present
 from memstream.search.timeparse import TimeRange
 from memstream.sinks.base import Channels, MemoryFilter, MemoryStore
+from memstream.sinks.text import query_terms
+
+#: Content words up to which a query asks about a subject (current state first).
+SUBJECT_TERMS = 4
 
 
 class RetrievalMode(StrEnum):
@@ -133,6 +137,9 @@ async def retrieve(
         scores = await asyncio.to_thread(reranker.scores, query, [r.node.content for r in fused])
         fused = rerank(fused, scores, top_k=top_k)
     fused = fused[:top_k]
-    if not asks_past(query):
+    # A question about a subject ("Where does Alice work?": few content words) wants its
+    # current state; a detailed query wants the memory it describes, and history when it
+    # speaks of the past.
+    if not asks_past(query) and len(query_terms(searched)) <= SUBJECT_TERMS:
         fused = prefer_newer(fused)
     return Recalled(fused, cut, searched if searched != query else None)
