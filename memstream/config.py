@@ -242,8 +242,14 @@ class ApiSettings(BaseModel):
         0.15,
         ge=0,
         le=2,
-        description="Lift of the newest relevant memory over the oldest (0 = none): the "
-        "current state outranks its history.",
+        description="Lift of the newest relevant memory (0 = none) when the query asks about "
+        "the present: the current state outranks its history.",
+    )
+    recency_half_life_days: float = Field(
+        30.0,
+        gt=0,
+        description="Days older than the newest relevant memory at which a memory keeps half "
+        "of the recency lift: memories close in time are equally current.",
     )
     api_keys: dict[str, list[str]] = Field(
         default_factory=dict,

@@ -137,7 +137,19 @@ def test_recency_lifts_the_newer_of_two_equal_matches() -> None:
         [Hit(old, 0.9), Hit(new, 0.9)], [Hit(new, 1.0), Hit(old, 1.0)], top_k=2, recency=0.15
     )
     assert lifted[0].node.memory_id == "new" and lifted[0].recency_boost == pytest.approx(1.15)
-    assert lifted[1].recency_boost == 1.0
+    assert lifted[1].recency_boost == pytest.approx(1 + 0.15 / 4)  # two half-lives older
+
+
+def test_recency_does_not_reorder_memories_close_in_time() -> None:
+    """Two memories a minute apart are equally current: the better match stays first, however
+    short the user's history."""
+    work = node("work", "I just joined Meituan as a data engineer.")
+    puppy = node("puppy", "My puppy Max chews on everything!").model_copy(
+        update={"valid_from": T0 + timedelta(minutes=1)}
+    )
+    ranked = fuse([Hit(work, 0.84), Hit(puppy, 0.80)], [], top_k=2, recency=0.15)
+    assert [r.node.memory_id for r in ranked] == ["work", "puppy"]
+    assert ranked[0].recency_boost == pytest.approx(1.15, abs=1e-4)
 
 
 def test_newer_memory_on_the_same_subject_goes_first() -> None:

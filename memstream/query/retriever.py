@@ -71,5 +71,6 @@ class Retriever:
             rerank_candidates=self._candidates,
             floor=floor,
             recency=self._api.recency,
+            recency_half_life_days=self._api.recency_half_life_days,
         )
         return Retrieval(found.ranked, ranges, found.cut, found.searched)

@@ -28,10 +28,15 @@ TIME_BOOST = 3.0
 #: Reciprocal-rank-fusion constant (Cormack et al.): damps the head without ignoring the tail.
 RRF_K = 60
 
-#: Lift of the newest relevant memory over the oldest (linear in time between them): the
-#: current state outranks its history ("joined Meituan" over "works at Alibaba"), while a
-#: clearly better match still wins. Among relevant candidates only.
+#: Lift of the newest relevant memory: the current state outranks its history ("joined
+#: Meituan" over "works at Alibaba"), while a clearly better match still wins. Among relevant
+#: candidates only.
 RECENCY = 0.15
+
+#: Days after which a memory older than the newest candidate keeps half of the lift. On an
+#: absolute scale, because facts change over weeks: two memories a minute apart are equally
+#: current, whatever the span of the user's history.
+RECENCY_HALF_LIFE_DAYS = 30.0
 
 
 @dataclass(frozen=True)
@@ -118,10 +123,12 @@ def fuse(
     time_ranges: Sequence[TimeRange] = (),
     time_boost: float = TIME_BOOST,
     recency: float = 0.0,
+    half_life_days: float = RECENCY_HALF_LIFE_DAYS,
 ) -> list[Ranked]:
     """Reciprocal rank fusion of the channels, times the memory type's weight, times
     ``time_boost`` when the memory's time falls in a range the query speaks of, times a
-    recency lift (``recency``: newest relevant memory, ``1 + recency``; oldest, 1).
+    recency lift (newest relevant memory ``1 + recency``, halving every ``half_life_days``
+    older than it).
 
     Rank fusion needs no score calibration between cosine, BM25 and sparse dot products,
     which live on different scales and shift with corpus size. Given channels that passed
@@ -135,7 +142,7 @@ def fuse(
             entry[f"{channel}_rank"] = rank
             entry[f"{channel}_score"] = hit.score
     nodes = [e["node"] for e in by_id.values()]
-    lift = _recency(nodes, recency)  # type: ignore[arg-type]
+    lift = _recency(nodes, recency, half_life_days)  # type: ignore[arg-type]
     ranked: list[Ranked] = []
     for entry in by_id.values():
         node = entry["node"]
@@ -170,16 +177,18 @@ def fuse(
     return ranked[:top_k]
 
 
-def _recency(nodes: Sequence[MemoryNode], recency: float) -> Callable[[datetime], float]:
-    """1 for the oldest candidate, ``1 + recency`` for the newest, linear between: relative
-    to the candidates, so a user's history of ten years and of ten minutes weigh alike."""
-    if recency <= 0 or len(nodes) < 2:
+def _recency(
+    nodes: Sequence[MemoryNode], recency: float, half_life_days: float
+) -> Callable[[datetime], float]:
+    """``1 + recency`` for the newest candidate, the lift halving per ``half_life_days``
+    before it. Relative to the newest memory, not to the clock: the latest thing known is
+    the current state even when the user last spoke a year ago. A span-relative lift (newest
+    vs oldest candidate) gave memories a minute apart the whole 15 %, ten RRF ranks' worth."""
+    if recency <= 0 or len(nodes) < 2 or half_life_days <= 0:
         return lambda _: 1.0
-    times = [n.valid_from.timestamp() for n in nodes]
-    start, span = min(times), max(times) - min(times)
-    if span <= 0:
-        return lambda _: 1.0
-    return lambda when: 1.0 + recency * (when.timestamp() - start) / span
+    newest = max(n.valid_from.timestamp() for n in nodes)
+    half_life = half_life_days * 86_400.0
+    return lambda when: 1.0 + recency * 0.5 ** ((newest - when.timestamp()) / half_life)
 
 
 def _subject_terms(text: str) -> frozenset[str]:

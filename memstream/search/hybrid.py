@@ -13,6 +13,7 @@ from memstream.prompts import detect_language
 from memstream.rerank import Reranker
 from memstream.search.fusion import (
     RECENCY,
+    RECENCY_HALF_LIFE_DAYS,
     TIME_BOOST,
     Floor,
     Ranked,
@@ -102,6 +103,7 @@ async def retrieve(
     rerank_candidates: int = 50,
     floor: Floor | None = None,
     recency: float = RECENCY,
+    recency_half_life_days: float = RECENCY_HALF_LIFE_DAYS,
 ) -> Recalled:
     channels = await _recall(store, embedder, owner_id, user_id, query, mode, recall_k, flt)
     # Every memory searched is this user's: their own name in the query only matches other
@@ -131,6 +133,7 @@ async def retrieve(
         time_ranges=time_ranges,
         time_boost=time_boost,
         recency=recency if asks_present(query) else 0.0,
+        half_life_days=recency_half_life_days,
     )
     cut = max(0, min(top_k, len(found)) - min(top_k, len(fused)))
     if reranker is not None and fused:
