@@ -186,7 +186,7 @@ def eval_group() -> None:
     multiple=True,
     type=click.Choice([m.value for m in RetrievalMode]),
     help="Recall channels; the first is the report's headline, all are in by_retrieval. "
-    "Default: hybrid and each channel alone (dense, bm25, sparse) in one run.",
+    "Default: hybrid and each channel the embedder has alone (dense, bm25, sparse).",
 )
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.pass_context
@@ -201,12 +201,17 @@ def eval_locomo(
     """Replay LoCoMo conversations (broker, worker, store) and score evidence recall@k."""
     from memstream.evaluation.runner import run_locomo
 
-    chosen = [RetrievalMode(m) for m in (modes or [m.value for m in RetrievalMode])]
+    settings = _settings(ctx)
+    if modes:
+        chosen = [RetrievalMode(m) for m in modes]
+    else:  # every channel the configured embedder has
+        off = {RetrievalMode.sparse} if settings.embedder.sparse == "none" else set()
+        chosen = [m for m in RetrievalMode if m not in off]
+    if RetrievalMode.sparse in chosen and settings.embedder.sparse == "none":
+        raise click.UsageError("--retrieval sparse needs MEMSTREAM_EMBEDDER__SPARSE=splade-tiny")
     try:
         report = asyncio.run(
-            run_locomo(
-                _settings(ctx), data_file, conversations=conversations or None, k=k, modes=chosen
-            )
+            run_locomo(settings, data_file, conversations=conversations or None, k=k, modes=chosen)
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc

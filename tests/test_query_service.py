@@ -89,6 +89,13 @@ async def test_retrieval_modes(client: httpx.AsyncClient, mode: str) -> None:
         assert all(m["why"]["text_rank"] is None for m in memories)
 
 
+async def test_sparse_mode_with_the_channel_off_is_a_clear_400(client: httpx.AsyncClient) -> None:
+    """Not an empty answer, which would read as "nothing relevant"."""
+    body = {"owner_id": "demo", "user_id": "alice", "query": "peanuts", "retrieval": "sparse"}
+    r = await client.post("/v1/retrieve", json=body)
+    assert r.status_code == 400 and "MEMSTREAM_EMBEDDER__SPARSE" in r.json()["error"]
+
+
 async def test_chinese_query_finds_chinese_memory(client: httpx.AsyncClient) -> None:
     r = await client.post(
         "/v1/retrieve",

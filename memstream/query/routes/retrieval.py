@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import Response
 
 from memstream.query.models import RetrieveRequest, RetrieveResponse, retrieve_response_json
 from memstream.query.state import CallerDep, ServiceDep
-from memstream.search import render_prompt
+from memstream.search import RetrievalMode, render_prompt
 
 router = APIRouter(tags=["retrieval"])
 
@@ -23,6 +23,11 @@ async def retrieve_memories(
     caller.allow(body.owner_id)
     started = time.perf_counter()
     store, _, queries = service.ready()
+    if body.retrieval is RetrievalMode.sparse and queries.embedder.sparse is None:
+        # An empty answer would read as "nothing relevant"; the channel is off.
+        raise HTTPException(
+            400, "the sparse channel is off: set MEMSTREAM_EMBEDDER__SPARSE=splade-tiny"
+        )
     found = await service.retriever(
         store,
         queries,
