@@ -129,6 +129,21 @@ def test_type_weight_only_reorders_relevant_memories() -> None:
     assert [r.node.memory_id for r in ranked] == ["work"]
 
 
+def test_a_type_weight_lifts_near_equals_but_not_over_a_clearly_better_match() -> None:
+    """A hand-added memory (x1.2) two ranks down stays below the memory the query is about;
+    an insight (x2) halves its rank."""
+    work = node("work", "I just joined Meituan as a data engineer.")
+    puppy = node("puppy", "My puppy Max chews on everything!")
+    diet = node("diet", "Alice is vegetarian.", mtype=MemoryType.obs_customized)
+    dense = [Hit(work, 0.86), Hit(puppy, 0.85), Hit(diet, 0.84)]
+    assert [r.node.memory_id for r in fuse(dense, [], top_k=3)] == ["work", "puppy", "diet"]
+    insight = node("ins", "Alice likes her new job.", mtype=MemoryType.insight)
+    ranked = fuse(
+        [Hit(work, 0.86), Hit(puppy, 0.85), Hit(diet, 0.84), Hit(insight, 0.83)], [], top_k=4
+    )
+    assert [r.node.memory_id for r in ranked][:2] == ["work", "ins"]
+
+
 def test_recency_lifts_the_newer_of_two_equal_matches() -> None:
     old, new = node("old", days=0), node("new", days=60)
     flat = fuse([Hit(old, 0.9), Hit(new, 0.9)], [Hit(new, 1.0), Hit(old, 1.0)], top_k=2)
