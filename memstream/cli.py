@@ -45,15 +45,25 @@ def main(ctx: click.Context, config: Path | None) -> None:
 
 
 @main.command()
-@click.option("--write", is_flag=True, help="Rewrite the committed schema file in the package.")
-def schema(write: bool) -> None:
-    """Print the ChatMessage JSON Schema (the producers' contract)."""
+@click.option("--write", is_flag=True, help="Rewrite the committed file.")
+@click.option(
+    "--asyncapi", is_flag=True, help="The AsyncAPI 3.0 document of all four topics instead."
+)
+def schema(write: bool, asyncapi: bool) -> None:
+    """Print the ChatMessage JSON Schema (the producers' contract), or with --asyncapi the
+    AsyncAPI document of every topic (keys, headers, payloads)."""
     from memstream.schemas.messages import JSON_SCHEMA_PATH, chat_message_json_schema
 
-    text = json.dumps(chat_message_json_schema(), indent=2, ensure_ascii=False) + "\n"
+    if asyncapi:
+        from memstream.streams.asyncapi import ASYNCAPI_PATH, asyncapi_document
+
+        path, document = ASYNCAPI_PATH, asyncapi_document()
+    else:
+        path, document = JSON_SCHEMA_PATH, chat_message_json_schema()
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     if write:
-        JSON_SCHEMA_PATH.write_text(text, encoding="utf-8")
-        click.echo(f"wrote {JSON_SCHEMA_PATH}")
+        path.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {path}")
     else:
         click.echo(text, nl=False)
 
@@ -101,8 +111,62 @@ def chat_cmd(
     headers = {"X-API-Key": api_key} if api_key else {}
     with httpx.Client(base_url=base, headers=headers, timeout=120) as client:
         TerminalChat(
-            client, owner_id, user_id, speaker=speaker, say=click.echo, ask=lambda p: input(p)
+            client,
+            owner_id,
+            user_id,
+            speaker=speaker,
+            say=click.echo,
+            ask=lambda p: input(p),
+            write=lambda text: click.echo(text, nl=False),
         ).run()
+
+
+@main.command("mcp")
+@click.option("--url", default=None, help="Query service URL (default: from settings).")
+@click.option("--owner", "owner_id", required=True, help="Whose memory space (the app).")
+@click.option("--user", "user_id", default=None, help="Scope every call to this user.")
+@click.option("--speaker", default=None, help="The user's display name in memories.")
+@click.option("--api-key", envvar="MEMSTREAM_API_KEY", default=None, help="Or MEMSTREAM_API_KEY.")
+@click.option(
+    "--transport", type=click.Choice(["stdio", "http"]), default="stdio", show_default=True
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="http only.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
+@click.pass_context
+def mcp_cmd(
+    ctx: click.Context,
+    url: str | None,
+    owner_id: str,
+    user_id: str | None,
+    speaker: str | None,
+    api_key: str | None,
+    transport: str,
+    host: str,
+    port: int,
+) -> None:
+    """MCP server (remember, recall, list_memories, forget) over the query service.
+
+    Needs the `mcp` extra: pip install 'memstream[mcp]'. With --transport http it serves
+    streamable HTTP on /mcp and passes each caller's API key through to the service."""
+    try:
+        from memstream.integrations.mcp import Scoping, build_server
+    except ImportError as exc:
+        raise click.ClickException(
+            f"{exc.name or 'mcp'} is not installed: pip install 'memstream[mcp]'"
+        ) from exc
+    s = _settings(ctx)
+    scoping = Scoping(
+        url or f"http://{s.api.host}:{s.api.port}",
+        owner_id,
+        user_id,
+        api_key=api_key,
+        speaker=speaker,
+    )
+    server = build_server(scoping)
+    if transport == "stdio":
+        server.run("stdio")
+    else:
+        server.run("streamable-http", host=host, port=port)
 
 
 @main.command("settings")

@@ -3,6 +3,7 @@ for the turns it puts on the log; and the terminal client against the running se
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -118,6 +119,68 @@ async def test_chat_uses_memories_and_puts_turns_on_the_log(
     assert turns[0].sent_at == AT and turns[0].speaker == "Alice"
 
 
+def sse_events(text: str) -> list[Any]:
+    """The data of each server-sent event ("[DONE]" as the string)."""
+    data = [line[5:].strip() for line in text.splitlines() if line.startswith("data:")]
+    return [d if d == "[DONE]" else json.loads(d) for d in data]
+
+
+async def test_chat_streams_token_by_token_and_remembers_the_whole_answer(
+    tansu: Tansu, tmp_path: Path, embedder: Embedder, llm_server: ScriptedLLM
+) -> None:
+    llm_server.reset()
+    llm_server.chat_answer = "Mapo tofu, since you love spicy food."
+    settings = settings_for(tansu, tmp_path, llm_server)
+    await create_topics(settings.kafka)
+    async with SQLiteStore(tmp_path / "s.db") as store:
+        await seed(store, embedder, ["I am vegetarian and love spicy food."])
+        service = create_service(settings, store=store, embedder=embedder)
+        transport = httpx.ASGITransport(app=service)
+        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+            body = {
+                "owner_id": "demo",
+                "user_id": "alice",
+                "message": "What should I cook tonight?",
+                "at": AT.isoformat(),
+                "stream": True,
+            }
+            r = await client.post("/v1/chat", json=body)
+            assert r.status_code == 200 and r.headers["content-type"].startswith(
+                "text/event-stream"
+            )
+            events = sse_events(r.text)
+            llm_server.cut_streams = True  # the model server dies after its first token
+            cut = sse_events((await client.post("/v1/chat", json=body)).text)
+            llm_server.cut_streams = False
+            llm_server.faults.rate, llm_server.faults.kinds = 1.0, ("500",)
+            failed = await client.post("/v1/chat", json=body)
+    llm_server.reset()  # the module's server, as the other tests expect it
+    assert events[-1] == "[DONE]"
+    chunks = events[:-1]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    deltas = [c["choices"][0]["delta"].get("content", "") for c in chunks]
+    assert "".join(deltas) == "Mapo tofu, since you love spicy food."
+    assert len([d for d in deltas if d]) == 7, "one delta per word, as the model sent them"
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    last = chunks[-1]
+    assert last["choices"][0]["finish_reason"] == "stop"
+    assert last["memstream"]["memories"][0]["content"] == "I am vegetarian and love spicy food."
+    assert len(last["memstream"]["message_ids"]) == 2
+    # Mid-answer failure: the text so far, an error chunk, no memstream extras.
+    assert cut[0]["choices"][0]["delta"]["content"] == "Mapo "
+    assert "error" in cut[-2] and cut[-1] == "[DONE]"
+    assert not any(isinstance(c, dict) and "memstream" in c for c in cut)
+    # Failure before the first token: the same 502 as without streaming.
+    assert failed.status_code == 502
+    # Only the whole exchange went on the log (not the cut one).
+    values = await read_topic(
+        settings.kafka.bootstrap_servers, settings.kafka.messages_topic, expect=2, timeout=15
+    )
+    turns = [ChatMessage.model_validate_json(v) for v in values]
+    assert [t.message_id for t in turns] == last["memstream"]["message_ids"]
+    assert turns[1].content == "Mapo tofu, since you love spicy food."
+
+
 class ServiceThread:
     """The query service on a real port (uvicorn in a thread)."""
 
@@ -175,6 +238,14 @@ def test_terminal_client(
         ]
     )
     out: list[str] = []
+    streamed: list[str] = []
+
+    def write(text: str) -> None:
+        streamed.append(text)
+        if text.endswith("\n"):  # a streamed answer ends its line
+            out.append("".join(streamed).rstrip("\n"))
+            streamed.clear()
+
     with ServiceThread(app) as url, httpx.Client(base_url=url, timeout=30) as client:
         TerminalChat(
             client,
@@ -183,6 +254,7 @@ def test_terminal_client(
             speaker="Alice",
             say=out.append,
             ask=lambda prompt: next(inputs),
+            write=write,
         ).run()
     text = "\n".join(out)
     assert "/forget" in text and "commands:" in text  # /help

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,9 +14,8 @@ import httpx
 import pytest
 
 from memstream import client as ms
-from memstream.embedded import WorkerProcess, free_port, spawn, stop, wait_port
-from tests.support.pipeline import pipeline_env, settings_from
-from tests.support.servers import Tansu
+from memstream.embedded import free_port
+from tests.support.stack import Stack, wait_memories
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,33 +25,6 @@ def doc_examples() -> list[str]:
     return re.findall(r"```python\n(.*?)```", text, re.S)
 
 
-class Stack:
-    def __init__(self, tmp: Path) -> None:
-        self.broker = Tansu(tmp)
-        self.port = free_port()
-        self.env = pipeline_env(
-            bootstrap=self.broker.bootstrap,
-            data_dir=tmp,
-            backend="sqlite",
-            extra={"MEMSTREAM_WINDOW__IDLE_SECONDS": "1", "MEMSTREAM_API__PORT": str(self.port)},
-        )
-        self.settings = settings_from(self.env)
-        self.worker = WorkerProcess(self.env, tmp / "worker.log")
-        self.service = spawn(
-            [sys.executable, "-m", "memstream", "serve", "--port", str(self.port)],
-            {**os.environ, **self.env},
-            tmp / "service.log",
-        )
-        wait_port("127.0.0.1", self.port, timeout=90, proc=self.service)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def close(self) -> None:
-        stop(self.service)
-        if self.worker.alive():
-            self.worker.stop(timeout=60)
-        self.broker.close()
-
-
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
     s = Stack(tmp_path)
@@ -61,15 +32,6 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         yield s
     finally:
         s.close()
-
-
-def wait_memories(client: ms.Client, owner: str, user: str, n: int, within: float = 90) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if client.list(owner, user).total >= n:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{n} memories of {owner}/{user} not there in {within} s")
 
 
 @pytest.mark.servers

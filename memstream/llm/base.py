@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +77,13 @@ class GenerationBackend(ABC):
 
     @abstractmethod
     async def complete(self, request: GenerationRequest) -> Completion: ...
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[str | Completion]:
+        """The answer as text deltas, then one :class:`Completion` (the whole text and its
+        token counts). A backend that cannot stream answers in one delta."""
+        completion = await self.complete(request)
+        yield completion.text
+        yield completion
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 from memstream.llm.accounting import LLMUsage
@@ -135,6 +135,43 @@ class LLMClient:
         )
         completion = await self._generate(step, owner_id, request)
         return completion.text
+
+    async def text_stream(
+        self, *, step: str, owner_id: str, messages: list[Message]
+    ) -> AsyncIterator[str]:
+        """A free-text answer as it is generated. Transient errors are retried until the
+        first delta; after it, an error ends the stream (a retry would repeat the text)."""
+        request = GenerationRequest(
+            messages=messages, temperature=self._temperature, max_tokens=self._max_tokens
+        )
+        for attempt in range(self._max_retries + 1):
+            started = False
+            try:
+                async with self._limit:
+                    async for item in self.backend.stream(request):
+                        if isinstance(item, Completion):
+                            self.usage.record(
+                                step, owner_id, item.prompt_tokens, item.completion_tokens, False
+                            )
+                            return
+                        started = True
+                        yield item
+            except LLMTransientError as exc:
+                self.usage.error(step, "transient")
+                if started:
+                    raise LLMUnavailable(f"{step}: {exc} (mid-answer)") from exc
+                if attempt == self._max_retries:
+                    raise LLMUnavailable(
+                        f"{step}: {exc} (after {self._max_retries + 1} attempts)"
+                    ) from exc
+                delay = self._backoff * 2**attempt
+                log.warning("%s: %s; retry %d in %.1fs", step, exc, attempt + 1, delay)
+                await asyncio.sleep(delay)
+                continue
+            except LLMError:
+                self.usage.error(step, "failed")
+                raise
+            raise LLMError(f"{step}: the backend's stream ended without its summary")
 
     async def _generate(self, step: str, owner_id: str, request: GenerationRequest) -> Completion:
         for attempt in range(self._max_retries + 1):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
@@ -60,19 +61,8 @@ class OpenAIBackend(GenerationBackend):
                 seed=request.seed,
                 **kwargs,
             )
-        except (
-            openai.RateLimitError,
-            openai.APITimeoutError,
-            openai.APIConnectionError,
-            openai.InternalServerError,
-        ) as exc:
-            raise LLMTransientError(f"{type(exc).__name__}: {exc}") from exc
-        except openai.APIStatusError as exc:
-            if exc.status_code in (408, 409, 429) or exc.status_code >= 500:
-                raise LLMTransientError(f"HTTP {exc.status_code}: {exc}") from exc
-            raise LLMError(f"HTTP {exc.status_code}: {exc}") from exc
         except openai.OpenAIError as exc:
-            raise LLMError(f"{type(exc).__name__}: {exc}") from exc
+            raise _translated(exc) from exc
         if not response.choices:
             raise LLMTransientError("response without choices")
         text = response.choices[0].message.content or ""
@@ -84,5 +74,52 @@ class OpenAIBackend(GenerationBackend):
             model=response.model or self.model,
         )
 
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[str | Completion]:
+        parts: list[str] = []
+        prompt_tokens = completion_tokens = 0
+        model, finished = self.model, False
+        try:
+            chunks = await self._client.chat.completions.create(  # type: ignore[call-overload]
+                model=self.model,
+                messages=request.messages,
+                temperature=request.temperature,
+                max_tokens=request.max_tokens,
+                seed=request.seed,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            async for chunk in chunks:
+                model = chunk.model or model
+                if chunk.usage is not None:
+                    prompt_tokens = chunk.usage.prompt_tokens
+                    completion_tokens = chunk.usage.completion_tokens
+                for choice in chunk.choices:
+                    finished = finished or choice.finish_reason is not None
+                    if choice.delta.content:
+                        parts.append(choice.delta.content)
+                        yield choice.delta.content
+        except openai.OpenAIError as exc:
+            raise _translated(exc) from exc
+        if not finished:  # a connection closed mid-answer reads as a clean end of the body
+            raise LLMTransientError("the answer's stream ended before its finish_reason")
+        yield Completion("".join(parts), prompt_tokens, completion_tokens, model)
+
     async def close(self) -> None:
         await self._client.close()
+
+
+def _translated(exc: openai.OpenAIError) -> LLMError:
+    """What a retry may fix (429, 5xx, timeouts, connections) is transient."""
+    if isinstance(
+        exc,
+        openai.RateLimitError
+        | openai.APITimeoutError
+        | openai.APIConnectionError
+        | openai.InternalServerError,
+    ):
+        return LLMTransientError(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, openai.APIStatusError):
+        if exc.status_code in (408, 409, 429) or exc.status_code >= 500:
+            return LLMTransientError(f"HTTP {exc.status_code}: {exc}")
+        return LLMError(f"HTTP {exc.status_code}: {exc}")
+    return LLMError(f"{type(exc).__name__}: {exc}")

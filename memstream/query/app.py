@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 import memstream
 from memstream.config import Settings
@@ -75,7 +76,9 @@ def create_service(
             if opened is not None and store is None:
                 await opened.close()
 
-    app = FastAPI(
+    # /docs and /redoc with their assets served from the package: Swagger UI's default CDN
+    # is unreachable on a closed network, where /docs was a blank page.
+    app = FastAPIOffline(
         title="memstream query service",
         version=memstream.__version__,
         description="Time-aware hybrid retrieval of long-term memories for LLM chatbots.",

@@ -279,6 +279,12 @@ class ChatRequest(RecallOptions):
     )
     top_k: int | None = Field(None, ge=1, le=100, description="Memories in the prompt.")
     remember: bool = Field(True, description="Put both turns on the messages topic.")
+    stream: bool = Field(
+        False,
+        description="Answer as server-sent events, token by token: OpenAI-style "
+        "`chat.completion.chunk` deltas; the last chunk carries `memstream` (the memories, "
+        "the system prompt and the ids of the turns put on the log), then `data: [DONE]`.",
+    )
 
 
 class ChatResponse(BaseModel):

@@ -3,7 +3,8 @@ MemoryScope's CLI. Plain HTTP, so it works against any deployment."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -28,13 +29,17 @@ class TerminalChat:
         speaker: str | None,
         say: Callable[[str], None],
         ask: Callable[[str], str],
+        write: Callable[[str], None] | None = None,
     ) -> None:
+        """``write`` (text without a line end) shows the answer as it streams; without it
+        the answer is said whole when it is complete."""
         self._client = client
         self._owner = owner_id
         self._user = user_id
         self._speaker = speaker
         self._say = say
         self._ask = ask
+        self._write = write
         self._users = f"/v1/users/{owner_id}/{user_id}"
 
     def run(self) -> None:
@@ -88,19 +93,40 @@ class TerminalChat:
         elif command.startswith("/"):
             self._say(f"  unknown or incomplete command {command!r}; /help lists them")
         else:
-            body = self._check(
-                self._client.post(
-                    "/v1/chat",
-                    json={
-                        "owner_id": self._owner,
-                        "user_id": self._user,
-                        "message": line,
-                        "speaker": self._speaker,
-                    },
-                )
-            )
-            if body is not None:
-                self._say(f"assistant> {body['answer']}")
+            self._chat(line)
+
+    def _chat(self, line: str) -> None:
+        """The answer streamed (server-sent events), shown as it comes."""
+        body = {
+            "owner_id": self._owner,
+            "user_id": self._user,
+            "message": line,
+            "speaker": self._speaker,
+            "stream": True,
+        }
+        parts: list[str] = []
+        with self._client.stream("POST", "/v1/chat", json=body) as response:
+            if response.status_code >= 400:
+                response.read()
+                self._check(response)
+                return
+            if self._write is not None:
+                self._write("assistant> ")
+            for data in _sse_data(response.iter_lines()):
+                if "error" in data:
+                    if self._write is not None and parts:
+                        self._write("\n")
+                    self._say(f"! {data['error'].get('message', data['error'])}")
+                    return
+                delta = data["choices"][0]["delta"].get("content") if data.get("choices") else None
+                if delta:
+                    parts.append(delta)
+                    if self._write is not None:
+                        self._write(delta)
+        if self._write is not None:
+            self._write("\n")
+        else:
+            self._say(f"assistant> {''.join(parts)}")
 
     def _resolve(self, prefix: str) -> str | None:
         """A memory id, or a unique prefix of one as /list shows them."""
@@ -127,3 +153,14 @@ class TerminalChat:
             self._say(f"! {response.status_code}: {error}")
             return None
         return response.json()
+
+
+def _sse_data(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    """The JSON of each ``data:`` line of a server-sent event stream, up to ``[DONE]``."""
+    for line in lines:
+        if not line.startswith("data:"):
+            continue
+        payload = line[5:].strip()
+        if payload == "[DONE]":
+            return
+        yield json.loads(payload)

@@ -181,9 +181,7 @@ def fuse(
                 time_match=matched,
             )
         )
-    ranked.sort(
-        key=lambda r: (-r.score, -r.type_weight, r.vector_rank or 10**9, r.node.memory_id)
-    )
+    ranked.sort(key=lambda r: (-r.score, -r.type_weight, r.vector_rank or 10**9, r.node.memory_id))
     return ranked[:top_k]
 
 

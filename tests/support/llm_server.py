@@ -67,6 +67,10 @@ class ScriptedLLM:
             "reflect": rule_reflection,
         }
         self.faults = Faults()
+        #: Streamed answers stop after their first chunk (the connection dropped).
+        self.cut_streams = False
+        #: The chat answer (kind "chat").
+        self.chat_answer = "I remember."
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
@@ -93,6 +97,8 @@ class ScriptedLLM:
             self.faults_served.clear()
             self.requests.clear()
         self.faults = Faults()
+        self.cut_streams = False
+        self.chat_answer = "I remember."
 
     def settings_env(self) -> dict[str, str]:
         """Worker settings that point the OpenAI backend here (short timeouts, fast retries)."""
@@ -124,6 +130,9 @@ class ScriptedLLM:
                     self._send(*dashscope_reply(llm, body))
                     return
                 status, reply = llm.complete(body)
+                if body.get("stream") and status == 200 and "choices" in reply:
+                    self._stream(reply, cut=llm.cut_streams)
+                    return
                 if reply.get("fault") == "reset":
                     self.connection.shutdown(socket.SHUT_RDWR)  # no answer at all
                     self.close_connection = True
@@ -137,6 +146,30 @@ class ScriptedLLM:
                     self.wfile.write(page)
                     return
                 self._send(status, reply)
+
+            def _stream(self, reply: dict[str, Any], *, cut: bool) -> None:
+                """The reply as OpenAI-style SSE chunks, a word at a time; ``cut`` drops the
+                connection after the first chunk (a model server dying mid-answer)."""
+                text = reply["choices"][0]["message"]["content"] or ""
+                words = re.findall(r"\S+\s*", text) or [""]
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.end_headers()
+                base = {k: reply[k] for k in ("id", "created", "model")}
+                for i, word in enumerate(words):
+                    delta = {"content": word, **({"role": "assistant"} if i == 0 else {})}
+                    chunk = {**base, "object": "chat.completion.chunk", "choices": [
+                        {"index": 0, "delta": delta, "finish_reason": None}
+                    ]}  # fmt: skip
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+                    if cut:
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        self.close_connection = True
+                        return
+                end = {**base, "object": "chat.completion.chunk", "usage": reply["usage"],
+                       "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}  # fmt: skip
+                self.wfile.write(f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode())
 
             def _send(self, status: int, reply: dict[str, Any]) -> None:
                 data = json.dumps(reply).encode()
@@ -156,7 +189,7 @@ class ScriptedLLM:
         name = (fmt.get("json_schema") or {}).get("name", "")
         messages = body.get("messages", [])
         kind = KINDS.get(name) or kind_of(payload_of(messages))
-        prompt_tokens = sum(len(m.get("content", "")) for m in messages) // 4 + 1
+        prompt_tokens = sum(len(_text(m.get("content"))) for m in messages) // 4 + 1
         with self._lock:
             self.requests.append(body)
             fault = self.faults.draw()
@@ -170,10 +203,12 @@ class ScriptedLLM:
             return 200, {"fault": fault}
         if fault == "timeout":
             time.sleep(self.faults.timeout_sleep)
+        if fault is None and body.get("tools"):
+            return 200, agent_reply(body)
         if fault == "malformed":
             text = '{"facts": [ this is not json'
         elif kind == "chat":
-            text = "I remember."
+            text = self.chat_answer
         else:
             text = json.dumps(self.responders[kind](payload_of(messages)), ensure_ascii=False)
         completion_tokens = len(text) // 4 + 1
@@ -199,6 +234,47 @@ class ScriptedLLM:
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, list):  # content parts
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return str(content or "")
+
+
+def agent_reply(body: dict[str, Any]) -> dict[str, Any]:
+    """A rule-based tool-using agent: asked with tools, it first calls the ``recall`` tool
+    (or the first tool) with the user's last message; given the tool's answer, it replies
+    "From memory: <answer>". Enough to drive an agent framework's real tool loop."""
+    messages = body.get("messages", [])
+    last = messages[-1] if messages else {}
+    if last.get("role") == "tool":
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": "From memory: " + _text(last.get("content")),
+        }
+        finish = "stop"
+    else:
+        names = [t.get("function", {}).get("name") for t in body["tools"]]
+        name = "recall" if "recall" in names else names[0]
+        query = next(
+            (_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""
+        )
+        call = {
+            "id": f"call-{hashlib.sha1(query.encode()).hexdigest()[:8]}",
+            "type": "function",
+            "function": {"name": name, "arguments": json.dumps({"query": query})},
+        }
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        finish = "tool_calls"
+    return {
+        "id": "chatcmpl-agent",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", "scripted"),
+        "choices": [{"index": 0, "finish_reason": finish, "message": message}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
+    }
 
 
 def kind_of(payload: dict[str, Any]) -> str:
