@@ -85,7 +85,12 @@ def test_swagger_ui_renders_the_routes_offline(service_url: str, tmp_path: Path)
     assert "cdn." not in page and "/static-offline-docs/swagger-ui-bundle.js" in page
     dom = rendered(f"{service_url}/docs", tmp_path)
     assert 'class="swagger-ui"' in dom
-    for route in ("/v1/retrieve", "/v1/messages", "/v1/chat", "/v1/users/{owner_id}/{user_id}/memories"):
+    for route in (
+        "/v1/retrieve",
+        "/v1/messages",
+        "/v1/chat",
+        "/v1/users/{owner_id}/{user_id}/memories",
+    ):
         assert f'data-path="{route}"' in dom, f"{route} not rendered"
 
 
