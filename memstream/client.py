@@ -20,9 +20,10 @@ the client sets when the caller does not), so a retry never doubles anything.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -244,6 +245,7 @@ class _Endpoints:
         at: datetime | None,
         remember: bool,
         speaker: str | None,
+        stream: bool = False,
     ) -> _Request[ChatResponse]:
         body = _drop_none(
             {
@@ -255,6 +257,7 @@ class _Endpoints:
                 "at": None if at is None else at.isoformat(),
                 "remember": remember,
                 "speaker": speaker,
+                "stream": stream or None,
             }
         )
         # Not retried: a chat that reached the model may have put its turns on the log.
@@ -294,6 +297,38 @@ def _result(request: _Request[T], response: httpx.Response) -> T:
     if response.status_code >= 400:
         raise _error(response)
     return request.model.model_validate_json(response.content)
+
+
+#: What :func:`sse_event` answers for the stream's end.
+DONE: dict[str, Any] = {"done": True}
+
+
+def sse_event(line: str) -> dict[str, Any] | None:
+    """One line of a server-sent event stream: its ``data`` JSON, :data:`DONE` for
+    ``[DONE]``, None for any other line (blank separators, comments, other fields)."""
+    if not line.startswith("data:"):
+        return None
+    payload = line[5:].strip()
+    return DONE if payload == "[DONE]" else dict(json.loads(payload))
+
+
+def sse_data(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """The JSON of each ``data:`` line of a server-sent event stream, up to ``[DONE]``."""
+    for line in lines:
+        event = sse_event(line)
+        if event is DONE:
+            return
+        if event is not None:
+            yield event
+
+
+def chunk_text(data: Mapping[str, Any]) -> str:
+    """The text delta of one streamed chat chunk; an error chunk raises."""
+    if "error" in data:
+        error = data["error"]
+        raise APIError(str(error.get("message", error)), status_code=502, detail=error)
+    choices = data.get("choices") or [{}]
+    return str(choices[0].get("delta", {}).get("content") or "")
 
 
 class Client(_Endpoints):
@@ -457,6 +492,41 @@ class Client(_Endpoints):
             )
         )
 
+    def chat_stream(
+        self,
+        owner_id: str,
+        user_id: str,
+        message: str,
+        *,
+        history: Sequence[Mapping[str, str]] = (),
+        top_k: int | None = None,
+        at: datetime | None = None,
+        remember: bool = True,
+        speaker: str | None = None,
+    ) -> Iterator[str]:
+        """:meth:`chat`'s answer as it is generated, a text delta at a time (not retried)."""
+        request = self._chat(
+            owner_id,
+            user_id,
+            message,
+            history=history,
+            top_k=top_k,
+            at=at,
+            remember=remember,
+            speaker=speaker,
+            stream=True,
+        )
+        try:
+            with self._http.stream(request.method, request.path, json=request.json) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise _error(response)
+                for data in sse_data(response.iter_lines()):
+                    if text := chunk_text(data):
+                        yield text
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(f"no answer from {self._options.base_url}: {exc}") from exc
+
 
 class AsyncClient(_Endpoints):
     """The same calls, awaitable."""
@@ -615,6 +685,46 @@ class AsyncClient(_Endpoints):
                 speaker=speaker,
             )
         )
+
+    async def chat_stream(
+        self,
+        owner_id: str,
+        user_id: str,
+        message: str,
+        *,
+        history: Sequence[Mapping[str, str]] = (),
+        top_k: int | None = None,
+        at: datetime | None = None,
+        remember: bool = True,
+        speaker: str | None = None,
+    ) -> AsyncIterator[str]:
+        """:meth:`chat`'s answer as it is generated, a text delta at a time (not retried)."""
+        request = self._chat(
+            owner_id,
+            user_id,
+            message,
+            history=history,
+            top_k=top_k,
+            at=at,
+            remember=remember,
+            speaker=speaker,
+            stream=True,
+        )
+        try:
+            async with self._http.stream(
+                request.method, request.path, json=request.json
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise _error(response)
+                async for line in response.aiter_lines():
+                    event = sse_event(line)
+                    if event is DONE:
+                        return
+                    if event is not None and (text := chunk_text(event)):
+                        yield text
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(f"no answer from {self._options.base_url}: {exc}") from exc
 
 
 __all__ = [

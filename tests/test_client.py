@@ -3,6 +3,7 @@ examples of docs/client.md run as written."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -124,3 +125,54 @@ def test_errors_map_to_their_exceptions() -> None:
             with pytest.raises(kind) as err:
                 c.list("o", "u")
             assert err.value.status_code == status and isinstance(err.value, ms.APIError)
+
+
+def _sse(*chunks: Any) -> bytes:
+    return b"".join(
+        f"data: {c if isinstance(c, str) else json.dumps(c)}\n\n".encode() for c in chunks
+    )
+
+
+def _delta(text: str) -> dict[str, Any]:
+    return {
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": {"content": text}}],
+    }
+
+
+STREAM = _sse(
+    _delta("Mapo "),
+    _delta("tofu."),
+    {"choices": [{"delta": {}, "finish_reason": "stop"}]},
+    "[DONE]",
+)
+BROKEN = _sse(_delta("Mapo "), {"error": {"message": "the model stopped", "type": "x"}}, "[DONE]")
+
+
+def test_chat_stream_yields_the_deltas_and_raises_on_an_error_chunk() -> None:
+    bodies: list[Any] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.read()))
+        body = STREAM if len(bodies) == 1 else BROKEN
+        return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+    with ms.Client("http://svc", transport=httpx.MockTransport(handler)) as c:
+        assert list(c.chat_stream("o", "u", "What should I cook?")) == ["Mapo ", "tofu."]
+        got: list[str] = []
+        with pytest.raises(ms.APIError, match="the model stopped"):
+            got.extend(c.chat_stream("o", "u", "again"))
+        assert got == ["Mapo "]
+    assert bodies[0]["stream"] is True and bodies[0]["message"] == "What should I cook?"
+    no_model = httpx.MockTransport(lambda r: httpx.Response(503, json={"error": "no model"}))
+    with ms.Client("http://svc", transport=no_model) as c, pytest.raises(ms.Unavailable):
+        list(c.chat_stream("o", "u", "hi"))
+
+
+async def test_async_chat_stream() -> None:
+    transport = httpx.MockTransport(lambda r: httpx.Response(200, content=STREAM))
+    async with ms.AsyncClient("http://svc", transport=transport) as c:
+        assert [t async for t in c.chat_stream("o", "u", "What should I cook?")] == [
+            "Mapo ",
+            "tofu.",
+        ]

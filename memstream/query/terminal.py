@@ -3,11 +3,12 @@ MemoryScope's CLI. Plain HTTP, so it works against any deployment."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
+
+from memstream.client import sse_data
 
 HELP = """commands:
   /help             this text
@@ -112,7 +113,7 @@ class TerminalChat:
                 return
             if self._write is not None:
                 self._write("assistant> ")
-            for data in _sse_data(response.iter_lines()):
+            for data in sse_data(response.iter_lines()):
                 if "error" in data:
                     if self._write is not None and parts:
                         self._write("\n")
@@ -153,14 +154,3 @@ class TerminalChat:
             self._say(f"! {response.status_code}: {error}")
             return None
         return response.json()
-
-
-def _sse_data(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
-    """The JSON of each ``data:`` line of a server-sent event stream, up to ``[DONE]``."""
-    for line in lines:
-        if not line.startswith("data:"):
-            continue
-        payload = line[5:].strip()
-        if payload == "[DONE]":
-            return
-        yield json.loads(payload)
