@@ -14,11 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+from memstream.runtime import free_port as free_port  # re-exported: the tests and tools use it
 
 
 def wait_port(

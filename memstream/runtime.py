@@ -1,8 +1,10 @@
-"""Process-level tuning shared by the long-running processes (worker, query service)."""
+"""Process-level helpers shared by the long-running processes (worker, query service,
+the embedded stack): garbage-collector tuning, free ports."""
 
 from __future__ import annotations
 
 import gc
+import socket
 
 #: Young objects are collected every this many net allocations (CPython's default: 700).
 GC_YOUNG_THRESHOLD = 100_000
@@ -20,3 +22,10 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, 50, 100)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS says is free now (settings use 0 for "pick one")."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])

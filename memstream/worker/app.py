@@ -15,6 +15,7 @@ from typing import Any
 import faust
 
 from memstream.metrics import worker_metrics
+from memstream.runtime import free_port
 from memstream.schemas import ConsolidationJob
 from memstream.streams.topics import TopicError, check_topics
 from memstream.worker.context import WorkerContext
@@ -52,6 +53,8 @@ def create_app(ctx: WorkerContext) -> faust.App:
     s = ctx.settings
     k = s.kafka
     use_fetch_max_wait(s.worker.fetch_max_wait_ms)
+    web_port = s.worker.web_port or free_port(s.worker.web_host)
+    log.info("worker web (stats, health) on http://%s:%d/", s.worker.web_host, web_port)
     app = WorkerApp(
         s.worker.app_id,
         broker=broker_urls(k.bootstrap_servers),
@@ -64,7 +67,8 @@ def create_app(ctx: WorkerContext) -> faust.App:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         producer_max_request_size=max(1_048_576, 2 * s.window.max_bytes, 4 * k.max_message_bytes),
-        web_port=s.worker.web_port,
+        # 0 = a free port, chosen here: Faust itself refuses 0.
+        web_port=web_port,
         stream_buffer_maxsize=s.worker.stream_buffer,
         web_bind=s.worker.web_host,
         web_in_thread=False,
