@@ -7,6 +7,7 @@ they stay in one file so ``memstream --help`` and the code read in the same orde
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -430,7 +431,8 @@ def bench_rebuild_cmd(ctx: click.Context, users: int, per_user: int, reembed: bo
 @main.command()
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None)
 @click.option("--api-port", type=int, default=None, help="Default: settings api.port (8080).")
-@click.option("--broker-port", type=int, default=9092, show_default=True)
+@click.option("--broker-port", type=int, default=None, help="Default: 9092.")
+@click.option("--worker-port", type=int, default=None, help="Worker stats page; default: 6066.")
 @click.option(
     "--load",
     "load_file",
@@ -443,19 +445,50 @@ def up(
     ctx: click.Context,
     data_dir: Path | None,
     api_port: int | None,
-    broker_port: int,
+    broker_port: int | None,
+    worker_port: int | None,
     load_file: Path | None,
 ) -> None:
-    """Everything on one machine: embedded broker, a worker, the query service, SQLite."""
+    """Everything on one machine: embedded broker, a worker, the query service, SQLite.
+
+    The children end when this command ends, however it ends (Ctrl-C, SIGTERM, a closed
+    terminal, or SIGKILL: the kernel signals them). A default port that is taken is
+    replaced by a free one; a port you asked for that is taken is an error."""
     from memstream.config import settings_env
-    from memstream.embedded import spawn, start_tansu, stop, wait_port
+    from memstream.embedded import port_free, spawn, start_tansu, stop, wait_port
+    from memstream.runtime import free_port
 
     base = _settings(ctx, data_dir=data_dir)
+
+    def port(name: str, asked: int | None, default: int, flag: str) -> int:
+        if asked is not None:
+            if not port_free(asked):
+                raise click.ClickException(
+                    f"port {asked} ({name}) is in use: choose another {flag}"
+                )
+            return asked
+        if port_free(default):
+            return default
+        chosen = free_port()
+        click.echo(f"{name}: port {default} is in use; using {chosen} ({flag} to choose)")
+        return chosen
+
+    # Asked for explicitly: by flag or by its variable (a taken one is then an error).
+    api_set = "MEMSTREAM_API__PORT" in os.environ
+    web_set = os.environ.get("MEMSTREAM_WORKER__WEB_PORT", "0") != "0"
+    broker = port("broker", broker_port, 9092, "--broker-port")
+    api = port(
+        "service", api_port or (base.api.port if api_set else None), base.api.port, "--api-port"
+    )
+    web = port(
+        "worker", worker_port or (base.worker.web_port if web_set else None), 6066, "--worker-port"
+    )
     s = _settings(
         ctx,
         data_dir=base.data_dir,
-        kafka={**base.kafka.model_dump(), "bootstrap_servers": f"127.0.0.1:{broker_port}"},
-        api={**base.api.model_dump(), **({"port": api_port} if api_port is not None else {})},
+        kafka={**base.kafka.model_dump(), "bootstrap_servers": f"127.0.0.1:{broker}"},
+        api={**base.api.model_dump(), "port": api},
+        worker={**base.worker.model_dump(), "web_port": web},
         store={**base.store.model_dump(), "backend": "sqlite"},
     )
     logs = s.data_dir / "logs"
@@ -464,41 +497,101 @@ def up(
     env = {**os.environ, **settings_env(s)}
     me = [sys.executable, "-m", "memstream"]
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+    stopping = False
 
-    def shutdown(*_: Any) -> None:
-        click.echo("\nstopping: worker consolidates open windows first ...")
+    def say(text: str, err: bool = False) -> None:
+        # The terminal may be gone (closed, or make exited first): keep stopping.
+        with contextlib.suppress(OSError):
+            click.echo(text, err=err)
+
+    def shutdown(*_: Any, code: int = 0) -> None:
+        nonlocal stopping
+        if stopping:  # a second Ctrl-C or signal while stopping: the stop goes on
+            return
+        stopping = True
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        say("\nstopping: worker consolidates open windows first ...")
+        exit_code = code
         for name, proc in reversed(procs):
             code = stop(proc, timeout=60 if name == "worker" else 15)
             # uvicorn re-raises the SIGTERM it handled gracefully: that is a clean stop too.
             clean = code in (0, -signal.SIGTERM)
-            click.echo(f"  {name} stopped" + ("" if clean else f" uncleanly (exit {code})"))
-        sys.exit(0)
+            say(f"  {name} stopped" + ("" if clean else f" uncleanly (exit {code})"))
+        sys.exit(exit_code)
+
+    def died(name: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-8:]
+        say(f"{name} exited with {proc.returncode}; the end of {log}:", err=True)
+        for line in tail:
+            say(f"  {line}", err=True)
+        shutdown(code=1)
 
     signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGHUP, shutdown)  # the terminal closed
     try:
-        click.echo(f"data dir {s.data_dir.resolve()} (logs in {logs.resolve()})")
-        procs.append(("broker", start_tansu(broker_port, logs / "broker.log")))
-        click.echo(f"broker   kafka://127.0.0.1:{broker_port} (tansu, in memory)")
-        procs.append(("worker", spawn([*me, "worker"], env, logs / "worker.log")))
-        procs.append(("service", spawn([*me, "serve"], env, logs / "service.log")))
-        wait_port("127.0.0.1", s.api.port, timeout=60, proc=procs[-1][1])
-        api = f"http://127.0.0.1:{s.api.port}"
-        click.echo(f"service  {api}  (OpenAPI docs: {api}/docs)")
-        click.echo(f"store    sqlite {s.store.sqlite_path}")
+        say(f"data dir {s.data_dir.resolve()} (logs in {logs.resolve()})")
+        # Each child dies with this process, whatever kills it. SIGKILL, as for a crash: a
+        # worker loses nothing by it (messages of open windows stay uncommitted and are read
+        # again), and a graceful drain into a broker that is going too could hang.
+        procs.append(
+            ("broker", start_tansu(broker, logs / "broker.log", die_with_parent=signal.SIGKILL))
+        )
+        say(f"broker   kafka://127.0.0.1:{broker} (tansu, in memory)")
+        child_logs = {"worker": logs / "worker.log", "service": logs / "service.log"}
+        for name, command in (("worker", "worker"), ("service", "serve")):
+            proc = spawn([*me, command], env, child_logs[name], die_with_parent=signal.SIGKILL)
+            procs.append((name, proc))
+        service = procs[-1][1]
+        wait_port("127.0.0.1", api, timeout=90, proc=service)
+        url = f"http://127.0.0.1:{api}"
+        say(f"service  {url}  (OpenAPI docs: {url}/docs)")
+        say(f"worker   http://127.0.0.1:{web}/stats/")
+        say(f"store    sqlite {s.store.sqlite_path}")
+        _wait_ready(procs, child_logs, web, url, died)
         if load_file is not None:
             from memstream.streams.producer import produce_file
 
             report = asyncio.run(produce_file(s.kafka, load_file, raw=False, progress=False))
-            click.echo(f"loaded   {load_file}: {json.dumps(report.summary())}")
-        click.echo("ready; Ctrl-C stops everything")
+            say(f"loaded   {load_file}: {json.dumps(report.summary())}")
+        say("ready; Ctrl-C stops everything")
         while True:
             for name, proc in procs:
                 if proc.poll() is not None:
-                    click.echo(f"{name} exited with {proc.returncode}; see {logs}", err=True)
-                    shutdown()
+                    died(name, proc, child_logs.get(name, logs / "broker.log"))
             time.sleep(0.5)
     except KeyboardInterrupt:
         shutdown()
+    except click.ClickException:
+        raise
     except Exception as exc:
-        click.echo(f"error: {exc}", err=True)
-        shutdown()
+        say(f"error: {exc}", err=True)
+        shutdown(code=1)
+
+
+def _wait_ready(
+    procs: list[tuple[str, subprocess.Popen[bytes]]],
+    logs: dict[str, Path],
+    web_port: int,
+    url: str,
+    died: Any,
+    timeout: float = 120.0,
+) -> None:
+    """Until the worker has joined its group (partitions assigned) and the service answers
+    its health check: "ready" then means a message produced now is consumed."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, proc in procs:
+            if proc.poll() is not None:
+                died(name, proc, logs.get(name, logs["worker"].with_name("broker.log")))
+        try:
+            stats = httpx.get(f"http://127.0.0.1:{web_port}/stats/", timeout=2).json()
+            health = httpx.get(f"{url}/healthz", timeout=2)
+            if stats.get("assigned_partitions") and health.status_code == 200:
+                return
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"the worker did not join its group within {timeout:.0f} s")

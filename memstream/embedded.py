@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +48,13 @@ def tansu_binary() -> Path:
     return path
 
 
-def start_tansu(port: int, log_path: Path, host: str = "127.0.0.1") -> subprocess.Popen[bytes]:
+def start_tansu(
+    port: int, log_path: Path, host: str = "127.0.0.1", *, die_with_parent: int | None = None
+) -> subprocess.Popen[bytes]:
     """Start an in-memory tansu broker on ``host:port``; its data lives as long as the process."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     url = f"tcp://{host}:{port}"
+    hook = None if die_with_parent is None else _dies_with(os.getpid(), die_with_parent)
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
             [
@@ -67,6 +72,7 @@ def start_tansu(port: int, log_path: Path, host: str = "127.0.0.1") -> subproces
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
             # Own session: a terminal's Ctrl-C must not kill the broker before the worker drains.
             start_new_session=True,
+            preexec_fn=hook,
         )
     wait_port(host, port, timeout=20, proc=proc)
     return proc
@@ -84,13 +90,56 @@ def stop(proc: subprocess.Popen[bytes], *, timeout: float = 15.0) -> int:
     return int(proc.returncode)
 
 
-def spawn(cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Nothing listens on ``host:port`` and it can be bound now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+#: Linux's prctl option: a signal for the child when its parent dies.
+_PR_SET_PDEATHSIG = 1
+
+
+def _dies_with(parent: int, sig: int) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that gives the child ``sig`` when ``parent`` dies, however it dies
+    (SIGKILL included): a parent that owns its children leaves no orphan. Linux only;
+    elsewhere None (the parent's own shutdown still stops them)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def arm() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, sig)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
+
+    return arm
+
+
+def spawn(
+    cmd: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    *,
+    die_with_parent: int | None = None,
+) -> subprocess.Popen[bytes]:
     """A child in its own session (Ctrl-C reaches only the parent, which stops children in
-    order), logging to a file."""
+    order), logging to a file. ``die_with_parent``: the signal the child gets if this
+    process dies first."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    hook = None if die_with_parent is None else _dies_with(os.getpid(), die_with_parent)
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            cmd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=hook,  # the owner is single-threaded while it spawns
         )
 
 
