@@ -413,6 +413,30 @@ def bench_retrieval_cmd(
     click.echo(json.dumps(report))
 
 
+@bench.command("time-to-memory")
+@click.option("--messages", default=60, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--users", default=6, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--interval",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0, 60),
+    help="Seconds between two messages.",
+)
+@click.pass_context
+def bench_time_to_memory_cmd(
+    ctx: click.Context, messages: int, users: int, interval: float
+) -> None:
+    """From a message's ack to its memory being searchable: p50/p95. LLM-free by default;
+    set MEMSTREAM_LLM__* for the model path (the idle gap then applies)."""
+    from memstream.evaluation.bench import bench_time_to_memory
+
+    report = asyncio.run(
+        bench_time_to_memory(_settings(ctx), messages=messages, users=users, interval=interval)
+    )
+    click.echo(json.dumps(report))
+
+
 @bench.command("rebuild")
 @click.option("--users", default=1000, show_default=True, type=click.IntRange(2))
 @click.option("--memories", "per_user", default=50, show_default=True, type=click.IntRange(20))

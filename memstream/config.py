@@ -63,6 +63,12 @@ class WindowSettings(BaseModel):
         "must fit in one record (keep it below the broker's message.max.bytes).",
     )
     max_age_seconds: float = Field(3600.0, gt=0, description="Age of the first message.")
+    early_memories: bool = Field(
+        True,
+        description="LLM-free mode: a user message is searchable as soon as the worker reads "
+        "it (a provisional memory), and completed with the turn after it when its window "
+        "closes. Off: memories appear at window close. No effect with a model.",
+    )
     tick_seconds: float = Field(2.0, gt=0, description="How often idle/aged windows are checked.")
     max_future_skew_seconds: float = Field(
         86400.0, ge=0, description="sent_at further ahead of the worker clock is rejected."

@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 
-from memstream.schemas.jobs import ConsolidationJob
+from memstream.schemas.jobs import ConsolidationJob, WindowTrigger
 from memstream.schemas.memory import EventTime, MemoryNode, MemoryType, memory_id
 from memstream.schemas.messages import MAX_CONTEXT_CHARS, ChatMessage, Role
 
@@ -53,8 +53,11 @@ def observations_verbatim(
     """One observation per substantive user message, id derived from the message id."""
     messages = _dedupe(job.messages)
     answered = answered_turns(messages)
+    # An early job's memory is provisional (version 1); its window's close writes it again
+    # with the whole exchange (version 2), which wins in the store and on every replay.
+    version = 1 if job.trigger is WindowTrigger.early else 2
     return [
-        _observation(m, recorded_at, answered.get(m.message_id))
+        _observation(m, recorded_at, answered.get(m.message_id), version)
         for m in messages
         if is_substantive(m, min_chars)
     ]
@@ -98,9 +101,12 @@ def _dedupe(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
     return out
 
 
-def _observation(message: ChatMessage, recorded_at: datetime, context: str | None) -> MemoryNode:
+def _observation(
+    message: ChatMessage, recorded_at: datetime, context: str | None, version: int
+) -> MemoryNode:
     content = message.content.strip()
     return MemoryNode(
+        version=version,
         memory_id=memory_id(message.owner_id, message.user_id, [message.message_id], 0),
         owner_id=message.owner_id,
         user_id=message.user_id,

@@ -7,6 +7,7 @@ arrival, age since the first) close the tail of a conversation that has gone qui
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -14,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from memstream.config import WindowSettings
 from memstream.schemas.jobs import ConsolidationJob, WindowTrigger, job_id_for
-from memstream.schemas.messages import ChatMessage
+from memstream.schemas.messages import ChatMessage, Role
 
 
 def estimate_tokens(text: str) -> int:
@@ -107,6 +108,36 @@ def close_window(state: WindowState, trigger: WindowTrigger, now: datetime) -> C
         window_no=state.window_no,
         trigger=trigger,
         messages=messages,
+        opened_at=state.opened_at or now,
+        closed_at=now,
+    )
+
+
+def early_job(
+    state: WindowState, added: Sequence[ChatMessage], now: datetime
+) -> ConsolidationJob | None:
+    """LLM-free mode's provisional job for messages just added to an open window: those
+    still in it, after the turn just before the first of them when that is another
+    person's (the question a user message answers). None when none of them is the user's.
+    Its id differs from any window's: the window's own job follows when it closes."""
+    picked = [m for m in added if state.has(m.message_id)]
+    if not any(m.role is Role.user for m in picked):
+        return None
+    position = {m.message_id: i for i, m in enumerate(state.messages)}
+    first_at = min(position[m.message_id] for m in picked)
+    if first_at > 0:
+        before = state.messages[first_at - 1].message()
+        if before.role is not Role.user and before.message_id not in {m.message_id for m in picked}:
+            picked.insert(0, before)
+    first = picked[0]
+    ids = [m.message_id for m in picked]
+    return ConsolidationJob(
+        job_id=job_id_for(first.owner_id, first.user_id, ["early", *ids]),
+        owner_id=first.owner_id,
+        user_id=first.user_id,
+        window_no=state.window_no,
+        trigger=WindowTrigger.early,
+        messages=picked,
         opened_at=state.opened_at or now,
         closed_at=now,
     )

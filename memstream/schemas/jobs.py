@@ -22,6 +22,9 @@ class WindowTrigger(StrEnum):
     idle_gap = "idle_gap"
     max_age = "max_age"
     shutdown = "shutdown"
+    #: Not a close: LLM-free mode indexes a window's new user messages at once (provisional
+    #: memories, version 1); the window's close completes them with their exchange (version 2).
+    early = "early"
 
 
 class UserJob(BaseModel):

@@ -21,6 +21,7 @@ from typing import Any, cast
 
 import faust
 
+from memstream.consolidation.windowing import early_job
 from memstream.schemas import (
     ChatMessage,
     ConsolidationJob,
@@ -86,6 +87,8 @@ def register_ingest(
         )
 
     windows = OpenWindows(s.window, partitions)
+    # LLM-free: a window costs nothing, so nothing makes a user wait for its close.
+    early = s.window.early_memories and s.llm.backend == "none"
 
     delivery = InOrderDelivery(app, s.kafka.messages_topic, stats)
 
@@ -193,6 +196,10 @@ def register_ingest(
                     sent.append((await emit(job), partial(windows.emitted, key, job)))
                 open_items.append((item, event))
                 stats.counters["messages_windowed"] += 1
+            if early and open_items:
+                provisional = early_job(windows.state(key), [m for m, _ in open_items], now)
+                if provisional is not None:  # searchable now; the window's own job completes it
+                    sent.append((await emit(provisional), nothing))
             windows.hold(key, open_items)
         for future, then in sent:
             await future  # raises if the broker refused it
