@@ -1,3 +1,3 @@
 from memstream.cli import main
 
-main()
+main(prog_name="memstream")

@@ -20,19 +20,70 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from memstream.config import Settings
+from memstream import __version__ as memstream_version
+from memstream.config import Settings, settings_warnings, validation_message
 from memstream.search.hybrid import RetrievalMode
 
 
 def _settings(ctx: click.Context, **overrides: Any) -> Settings:
-    config: Path | None = ctx.obj.get("config") if ctx.obj else None
+    root = ctx.find_root()
+    obj = root.obj if isinstance(root.obj, dict) else {}
+    config: Path | None = obj.get("config")
+    bootstrap = obj.get("bootstrap_servers")
+    if bootstrap:
+        kafka = overrides.get("kafka") or {}
+        overrides["kafka"] = {**kafka, "bootstrap_servers": bootstrap}
     try:
-        return Settings.load(config, **{k: v for k, v in overrides.items() if v is not None})
-    except (ValidationError, FileNotFoundError) as exc:
-        raise click.UsageError(f"invalid settings: {exc}") from exc
+        settings = Settings.load(config, **{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise click.ClickException(f"invalid settings: {validation_message(exc)}") from exc
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if not obj.get("warned"):  # once per command, however often it loads settings
+        obj["warned"] = True
+        for warning in settings_warnings(os.environ, settings):
+            click.echo(f"warning: {warning}", err=True)
+    return settings
 
 
-@click.group()
+def _bootstrap_option(f: Any) -> Any:
+    """``--bootstrap-servers`` on every command that talks to a broker."""
+
+    def remember(ctx: click.Context, _: Any, value: str | None) -> str | None:
+        root = ctx.find_root()
+        if value:
+            root.obj = {**(root.obj or {}), "bootstrap_servers": value}
+        return value
+
+    return click.option(
+        "--bootstrap-servers",
+        default=None,
+        expose_value=False,
+        callback=remember,
+        help="Kafka brokers, host:port[,host:port] (default: settings kafka.bootstrap_servers).",
+    )(f)
+
+
+def _broker_errors(run: Any, settings: Settings) -> Any:
+    """Run a coroutine; a broker that cannot be reached is one line with the fix."""
+    import logging
+
+    from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
+
+    # aiokafka logs each failed connection attempt itself; the one line below says it all.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        return asyncio.run(run)
+    except (KafkaConnectionError, KafkaTimeoutError, OSError) as exc:
+        raise click.ClickException(
+            f"cannot reach the Kafka broker at {settings.kafka.bootstrap_servers} ({exc}). "
+            "Is it running? `memstream up` starts one; --bootstrap-servers or "
+            "MEMSTREAM_KAFKA__BOOTSTRAP_SERVERS points elsewhere."
+        ) from exc
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(memstream_version, "--version", "-V", prog_name="memstream")
 @click.option(
     "--config",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -42,7 +93,7 @@ def _settings(ctx: click.Context, **overrides: Any) -> Settings:
 @click.pass_context
 def main(ctx: click.Context, config: Path | None) -> None:
     """memstream: long-term memory for LLM chatbots, as a stream processor."""
-    ctx.obj = {"config": config}
+    ctx.obj = {**(ctx.obj or {}), "config": config}
 
 
 @main.command()
@@ -75,13 +126,14 @@ def topics() -> None:
 
 
 @topics.command("create")
+@_bootstrap_option
 @click.pass_context
 def topics_create(ctx: click.Context) -> None:
     """Create missing topics with memstream's partitions and retention (idempotent)."""
     from memstream.streams.topics import create_topics, topic_specs
 
     s = _settings(ctx)
-    created = asyncio.run(create_topics(s.kafka))
+    created = _broker_errors(create_topics(s.kafka), s)
     for spec in topic_specs(s.kafka):
         state = "created" if spec.name in created else "exists"
         click.echo(f"{spec.name:24} {state:8} partitions={spec.partitions} {spec.config}")
@@ -180,6 +232,7 @@ def settings_cmd() -> None:
 
 @main.command()
 @click.option("--loglevel", default="info", show_default=True)
+@_bootstrap_option
 @click.pass_context
 def worker(ctx: click.Context, loglevel: str) -> None:
     """Run a Faust worker: ingest, windows, consolidation jobs."""
@@ -214,13 +267,14 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     is_flag=True,
     help="Send every line as it is; invalid ones end up in the DLQ instead of being refused here.",
 )
+@_bootstrap_option
 @click.pass_context
 def produce(ctx: click.Context, file: Path, raw: bool) -> None:
     """Produce chat messages from a JSON Lines file (one ChatMessage per line)."""
     from memstream.streams.producer import produce_file
 
     s = _settings(ctx)
-    report = asyncio.run(produce_file(s.kafka, file, raw=raw, progress=True))
+    report = _broker_errors(produce_file(s.kafka, file, raw=raw, progress=True), s)
     click.echo(json.dumps(report.summary()))
     for line_no, error in report.errors[:20]:
         click.echo(f"line {line_no}: {error}", err=True)

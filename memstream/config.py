@@ -7,10 +7,11 @@ explicitly; nothing reads the environment at import time.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -389,3 +390,70 @@ def _plain(value: Any) -> str:
     if isinstance(value, Path):
         return value.as_posix()
     return str(value)
+
+
+#: ``MEMSTREAM_*`` variables that are not settings: the client's and the examples' own.
+NOT_SETTINGS = frozenset(
+    {
+        "MEMSTREAM_CONFIG",
+        "MEMSTREAM_URL",
+        "MEMSTREAM_API_KEY",
+        "MEMSTREAM_OWNER",
+        "MEMSTREAM_USER",
+        "MEMSTREAM_REQUIRE_BROWSER",
+    }
+)
+
+
+def setting_names() -> set[str]:
+    """Every ``MEMSTREAM_*`` variable a setting is read from."""
+    names: set[str] = set()
+    for name, field in Settings.model_fields.items():
+        kind = field.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            names.update(f"MEMSTREAM_{name}__{sub}".upper() for sub in kind.model_fields)
+            names.add(f"MEMSTREAM_{name}".upper())  # a whole section as JSON
+        else:
+            names.add(f"MEMSTREAM_{name}".upper())
+    return names
+
+
+def settings_warnings(environ: Mapping[str, str], settings: Settings | None = None) -> list[str]:
+    """What is probably a mistake but not an error: a ``MEMSTREAM_*`` variable that no
+    setting reads (a typo is otherwise ignored without a word), and a hosted model backend
+    without an API key."""
+    import difflib
+
+    known = setting_names()
+    warnings = []
+    for name in sorted(environ):
+        if name.startswith("MEMSTREAM_") and name not in known and name not in NOT_SETTINGS:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+            hint = f"; did you mean {close[0]}?" if close else "; `memstream settings` lists them"
+            warnings.append(f"{name} is not a setting and is ignored{hint}")
+    if settings is not None:
+        llm = settings.llm
+        hosted = llm.backend == "openai" and not llm.base_url
+        key = llm.api_key or environ.get(
+            "OPENAI_API_KEY" if llm.backend == "openai" else "DASHSCOPE_API_KEY"
+        )
+        if (hosted or llm.backend == "dashscope") and not key:
+            env = "OPENAI_API_KEY" if llm.backend == "openai" else "DASHSCOPE_API_KEY"
+            warnings.append(
+                f"llm.backend={llm.backend} has no API key: set MEMSTREAM_LLM__API_KEY or {env} "
+                "(every model call will fail)"
+            )
+    return warnings
+
+
+def validation_message(exc: ValidationError) -> str:
+    """A settings error in a few lines a person can act on: the variable, what is wrong,
+    what it got (not pydantic's dump)."""
+    lines = []
+    for error in exc.errors():
+        path = [str(p) for p in error.get("loc", ())]
+        variable = "MEMSTREAM_" + "__".join(path).upper() if path else "settings"
+        got = error.get("input")
+        shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+        lines.append(f"{variable}: {error.get('msg', 'invalid')}{shown}")
+    return "; ".join(lines)

@@ -58,7 +58,11 @@ class Producer:
         self._inflight: list[asyncio.Future[object]] = []
 
     async def __aenter__(self) -> Self:
-        await self._producer.start()
+        try:
+            await self._producer.start()
+        except BaseException:
+            await self._producer.stop()  # a failed start leaves no unclosed producer behind
+            raise
         return self
 
     async def __aexit__(
