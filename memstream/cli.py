@@ -261,7 +261,9 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
 
 
 @main.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "file", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path)
+)
 @click.option(
     "--raw",
     is_flag=True,
@@ -270,11 +272,14 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
 @_bootstrap_option
 @click.pass_context
 def produce(ctx: click.Context, file: Path, raw: bool) -> None:
-    """Produce chat messages from a JSON Lines file (one ChatMessage per line)."""
+    """Produce chat messages from a JSON Lines file (one ChatMessage per line; - reads
+    standard input)."""
     from memstream.streams.producer import produce_file
 
     s = _settings(ctx)
-    report = _broker_errors(produce_file(s.kafka, file, raw=raw, progress=True), s)
+    source = None if str(file) == "-" else file
+    progress = sys.stderr.isatty()
+    report = _broker_errors(produce_file(s.kafka, source, raw=raw, progress=progress), s)
     click.echo(json.dumps(report.summary()))
     for line_no, error in report.errors[:20]:
         click.echo(f"line {line_no}: {error}", err=True)

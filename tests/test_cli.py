@@ -138,3 +138,23 @@ async def test_producer_example_in_docs_runs(tmp_path: Path, tansu: Tansu) -> No
     assert proc.returncode == 0, proc.stderr
     sent = await read_topic(tansu.bootstrap, settings.kafka.messages_topic, expect=1, timeout=20)
     assert len(sent) == 1 and json.loads(sent[0])["user_id"] == "u-42"
+
+
+async def test_produce_reads_standard_input(tmp_path: Path, tansu: Tansu) -> None:
+    """What docs/producers.md offers instead of kcat for the embedded broker."""
+    env = pipeline_env(bootstrap=tansu.bootstrap, data_dir=tmp_path, backend="sqlite")
+    settings = settings_from(env)
+    await create_topics(settings.kafka)
+    line = DEMO.read_text(encoding="utf-8").splitlines()[2]
+    proc = subprocess.run(
+        [sys.executable, "-m", "memstream", "produce", "-"],
+        input=line + "\n",
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["sent"] == 1
+    sent = await read_topic(tansu.bootstrap, settings.kafka.messages_topic, expect=1, timeout=20)
+    assert sent == [line.encode()]

@@ -4,7 +4,9 @@ memory events (the workers' and a rebuild's), on one pipelined base."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sys
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
@@ -230,29 +232,34 @@ class ProduceReport:
 
 
 async def produce_file(
-    kafka: KafkaSettings, path: Path, *, raw: bool = False, progress: bool = True
+    kafka: KafkaSettings, path: Path | None, *, raw: bool = False, progress: bool = True
 ) -> ProduceReport:
-    """Produce a JSON Lines file. Invalid lines are reported (not sent) unless ``raw``."""
+    """Produce a JSON Lines file (``None``: standard input). Invalid lines are reported (not
+    sent) unless ``raw``. The progress bar counts messages."""
     from tqdm import tqdm
 
     report = ProduceReport()
     started = time.perf_counter()
+    if path is not None:
+        with path.open("rb") as fh:
+            total: int | None = sum(1 for line in fh if line.strip())
+    else:
+        total = None
 
     def records() -> Iterator[tuple[bytes | None, bytes]]:
         with (
-            path.open("rb") as fh,
+            path.open("rb") if path is not None else contextlib.nullcontext(sys.stdin.buffer) as fh,
             tqdm(
-                total=path.stat().st_size,
-                unit="B",
-                unit_scale=True,
+                total=total,
+                unit=" msg",
                 disable=not progress,
-                desc=f"produce {path.name}",
+                desc=f"produce {path.name if path is not None else 'stdin'}",
             ) as bar,
         ):
             for line_no, line in enumerate(fh, start=1):
-                bar.update(len(line))
                 if not line.strip():
                     continue
+                bar.update(1)
                 report.lines += 1
                 value = line.rstrip(b"\r\n")
                 if raw:
