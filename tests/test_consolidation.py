@@ -108,3 +108,18 @@ def test_an_early_job_indexes_new_user_turns_at_once_and_the_close_completes_the
     # Nothing of the user's new, or only others' turns: no early job.
     assert early_job(closed, [reply], T0) is None
     assert early_job(state, [msg("I got the job at Meituan!", mid="gone")], T0) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("Which company do I work for?", False),
+        ("我在哪儿工作？", False),
+        ("What did I eat? And where?", False),
+        ("I went hiking yesterday. How about you?", True),
+        ("I moved to Hangzhou!", True),
+        ("我搬到杭州了。你呢？", True),
+    ],
+)
+def test_a_pure_question_is_not_a_memory(text: str, kept: bool) -> None:
+    assert is_substantive(msg(text), 3) is kept

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,7 +21,9 @@ import pytest
 from memstream import client as ms
 from memstream.embedded import free_port, spawn, stop, wait_port
 from memstream.integrations.scope import UserMemory
+from memstream.schemas import ChatMessage
 from tests.support.llm_server import ScriptedLLM
+from tests.support.pipeline import read_topic
 from tests.support.stack import Stack, wait_memories
 
 pytestmark = pytest.mark.servers
@@ -249,36 +252,6 @@ async def test_openai_agents_runner_calls_the_recall_tool(
     assert "Meituan" in result.final_output.splitlines()[0]
 
 
-async def test_agentscope_middleware_recalls_and_remembers(
-    stack: Stack, scripted: ScriptedLLM, sync_client: ms.Client
-) -> None:
-    from agentscope.agent import Agent
-    from agentscope.credential import OpenAICredential
-    from agentscope.message import UserMsg
-    from agentscope.model import OpenAIChatModel
-
-    from memstream.integrations.agentscope import MemstreamMiddleware
-
-    scripted.reset()
-    async with user_memory(stack) as memory:
-        model = OpenAIChatModel(
-            credential=OpenAICredential(api_key="t", base_url=scripted.base_url),
-            model="scripted",
-            stream=False,
-        )
-        agent = Agent(
-            "assistant", "You are helpful.", model, middlewares=[MemstreamMiddleware(memory)]
-        )
-        before = sync_client.list(OWNER, USER).total
-        reply = await agent.reply(UserMsg("Alice", "Which company do I work for?"))
-    assert reply.get_text_content() == "I remember."
-    sent = " ".join(str(m.get("content")) for m in scripted.requests[-1]["messages"])
-    assert "Meituan" in sent, "the recalled memory reached the model"
-    wait_memories(sync_client, OWNER, USER, before + 1)  # the exchange went on the log
-    page = sync_client.list(OWNER, USER, limit=50).memories
-    assert "Which company do I work for?" in [m.content for m in page]
-
-
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "agents"
 
 
@@ -320,3 +293,46 @@ def test_the_examples_run_as_written(stack: Stack, scripted: ScriptedLLM, exampl
         assert "Meituan" in sent
     else:
         assert "Meituan" in done.stdout, done.stdout
+
+
+async def test_agentscope_middleware_recalls_and_remembers(
+    stack: Stack, scripted: ScriptedLLM, sync_client: ms.Client
+) -> None:
+    from agentscope.agent import Agent
+    from agentscope.credential import OpenAICredential
+    from agentscope.message import UserMsg
+    from agentscope.model import OpenAIChatModel
+
+    from memstream.integrations.agentscope import MemstreamMiddleware
+
+    scripted.reset()
+    async with user_memory(stack) as memory:
+        model = OpenAIChatModel(
+            credential=OpenAICredential(api_key="t", base_url=scripted.base_url),
+            model="scripted",
+            stream=False,
+        )
+        agent = Agent(
+            "assistant", "You are helpful.", model, middlewares=[MemstreamMiddleware(memory)]
+        )
+        before = sync_client.list(OWNER, USER).total
+        reply = await agent.reply(UserMsg("Alice", "Which company do I work for?"))
+    assert reply.get_text_content() == "I remember."
+    sent = " ".join(str(m.get("content")) for m in scripted.requests[-1]["messages"])
+    assert "Meituan" in sent, "the recalled memory reached the model"
+    # The exchange went on the log: the user's turn, then the reply.
+    values = await read_topic(
+        stack.settings.kafka.bootstrap_servers,
+        stack.settings.kafka.messages_topic,
+        expect=10**6,
+        timeout=5,
+    )
+    turns = [ChatMessage.model_validate_json(v) for v in values]
+    mine = [t for t in turns if t.content in ("Which company do I work for?", "I remember.")]
+    assert [(t.role, t.content) for t in mine][-2:] == [
+        ("user", "Which company do I work for?"),
+        ("assistant", "I remember."),
+    ]
+    # A question is not a memory: it would outrank the fact that answers it next time.
+    time.sleep(3)
+    assert sync_client.list(OWNER, USER).total == before

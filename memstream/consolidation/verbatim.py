@@ -36,11 +36,22 @@ _SMALL_TALK = re.compile(
     re.IGNORECASE,
 )
 _NOT_WORD = re.compile(r"[\W_]+", re.UNICODE)
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s*")
+
+
+def is_pure_question(text: str) -> bool:
+    """Every sentence is a question ("Which company do I work for?", "我在哪儿工作？"): a
+    request to the assistant, not something the user told it. Stored, it would be the best
+    match for the next question like it and crowd out the fact that answers it. A question
+    next to a statement ("I went hiking yesterday. How about you?") is kept. On LoCoMo dev,
+    8 of 1,451 messages are pure questions, and none is evidence for any question."""
+    parts = [p.strip() for p in _SENTENCE_END.split(text.strip()) if p.strip()]
+    return bool(parts) and all(p.endswith(("?", "？")) for p in parts)
 
 
 def is_substantive(message: ChatMessage, min_chars: int) -> bool:
     """A user message worth remembering: more than punctuation, small talk or a few letters."""
-    if message.role is not Role.user:
+    if message.role is not Role.user or is_pure_question(message.content):
         return False
     core = _NOT_WORD.sub("", _SMALL_TALK.sub(" ", message.content))
     has_cjk = any("\u4e00" <= ch <= "\u9fff" for ch in core)
