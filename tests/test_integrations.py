@@ -202,6 +202,56 @@ async def test_autogen_memory_protocol(stack: Stack, sync_client: ms.Client) -> 
         await memory.close()
 
 
+async def test_an_autogen_assistant_agent_answers_with_the_memory(
+    stack: Stack, scripted: ScriptedLLM
+) -> None:
+    """AgentChat's own AssistantAgent and OpenAI client against the scripted model: the
+    memory's system message reaches the model."""
+    from autogen_agentchat.agents import AssistantAgent
+    from autogen_ext.models.openai import OpenAIChatCompletionClient
+
+    from memstream.integrations.autogen import MemstreamMemory
+
+    scripted.reset()
+    info = {
+        "vision": False,
+        "function_calling": True,
+        "json_output": False,
+        "family": "unknown",
+        "structured_output": False,
+        "multiple_system_messages": True,
+    }
+    client = OpenAIChatCompletionClient(
+        model="scripted", base_url=scripted.base_url, api_key="t", model_info=info
+    )
+    memory = MemstreamMemory(url=stack.url, owner_id=OWNER, user_id=USER, api_key=KEY, top_k=3)
+    try:
+        agent = AssistantAgent("assistant", model_client=client, memory=[memory])
+        result = await agent.run(task="Where do I work?")
+    finally:
+        await memory.close()
+        await client.close()
+    assert result.messages[-1].content == "I remember."
+    systems = [m["content"] for m in scripted.requests[-1]["messages"] if m["role"] == "system"]
+    assert any("Meituan" in str(text) for text in systems), systems
+
+
+async def test_a_langgraph_react_agent_calls_recall(stack: Stack, scripted: ScriptedLLM) -> None:
+    """LangGraph's prebuilt ReAct agent with LangChain's OpenAI chat model (the scripted
+    server asks for the recall tool, then answers with what it returned)."""
+    from langchain_openai import ChatOpenAI
+    from langgraph.prebuilt import create_react_agent
+
+    from memstream.integrations.langgraph import memory_tools
+
+    async with user_memory(stack) as memory:
+        model = ChatOpenAI(model="scripted", base_url=scripted.base_url, api_key="t")
+        agent = create_react_agent(model, tools=memory_tools(memory))
+        out = await agent.ainvoke({"messages": [("user", "Where do I work?")]})
+    answer = out["messages"][-1].content
+    assert answer.startswith("From memory: ") and "Meituan" in answer.splitlines()[0]
+
+
 async def test_langgraph_tools_in_a_graph(stack: Stack) -> None:
     from langchain_core.messages import AIMessage, ToolMessage
     from langgraph.graph import END, START, MessagesState, StateGraph
