@@ -70,6 +70,13 @@ class WindowSettings(BaseModel):
         "it (a provisional memory), and completed with the turn after it when its window "
         "closes. Off: memories appear at window close. No effect with a model.",
     )
+    early_max_lag_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="Early memories only while the worker keeps up: a batch read more than "
+        "this long after it was produced (a burst, a backlog) waits for its windows, so "
+        "catching up does not cost twice the writes.",
+    )
     tick_seconds: float = Field(2.0, gt=0, description="How often idle/aged windows are checked.")
     max_future_skew_seconds: float = Field(
         86400.0, ge=0, description="sent_at further ahead of the worker clock is rejected."

@@ -47,6 +47,7 @@ from memstream.schemas import (
     ReflectionJob,
     Role,
     StoreStatus,
+    WindowTrigger,
     user_key,
     utcnow,
 )
@@ -189,6 +190,14 @@ class JobProcessor:
             for job in jobs
         ]
         nodes = [n for group in per_job for n in group]
+        if self._settings.window.early_memories:
+            finals = [
+                n
+                for job, group in zip(jobs, per_job, strict=True)
+                if isinstance(job, ConsolidationJob) and job.trigger is not WindowTrigger.early
+                for n in group
+            ]
+            await self._reuse_early_vectors(finals)
         await self._embed(nodes)
         applied = set((await self._store.upsert(nodes)).applied) if nodes else set()
         outcomes = []
@@ -504,6 +513,20 @@ class JobProcessor:
             parse=step.parse,
             subject=user_key(owner_id, user_id),
         )
+
+    async def _reuse_early_vectors(self, nodes: Sequence[MemoryNode]) -> None:
+        """A window's memory that an early job already wrote keeps that memory's dense
+        vector: it is of the content alone, which the close does not change. Only the
+        context is new, so the close costs a store read instead of a second embedding."""
+        for node in nodes:
+            early = await self._store.get(node.owner_id, node.user_id, node.memory_id)
+            if (
+                early is not None
+                and early.vector
+                and early.content == node.content
+                and early.embedding_model == self._embedder.model_id
+            ):
+                node.vector, node.embedding_model = early.vector, early.embedding_model
 
     async def _embed(self, nodes: Sequence[MemoryNode]) -> None:
         # onnxruntime and numpy release the GIL: indexing in a thread keeps Faust's loop

@@ -153,6 +153,13 @@ def register_ingest(
         now = utcnow()
         skew = timedelta(seconds=s.window.max_future_skew_seconds)
         by_key: dict[bytes, list[tuple[ChatMessage | ForgetJob, Any]]] = {}
+        # Behind the log (a burst, a backlog): no early jobs, the windows come soon enough.
+        produced = events[-1].message.timestamp if events else None
+        caught_up = produced is None or (
+            now.timestamp() - float(produced) <= s.window.early_max_lag_seconds
+        )
+        if early and not caught_up:
+            stats.counters["early_skipped_behind"] += 1
         for event in events:
             if not await delivery.admit(event):
                 continue
@@ -196,7 +203,7 @@ def register_ingest(
                     sent.append((await emit(job), partial(windows.emitted, key, job)))
                 open_items.append((item, event))
                 stats.counters["messages_windowed"] += 1
-            if early and open_items:
+            if early and open_items and caught_up:
                 provisional = early_job(windows.state(key), [m for m, _ in open_items], now)
                 if provisional is not None:  # searchable now; the window's own job completes it
                     sent.append((await emit(provisional), nothing))
