@@ -157,16 +157,10 @@ class LLMClient:
                         started = True
                         yield item
             except LLMTransientError as exc:
-                self.usage.error(step, "transient")
                 if started:
+                    self.usage.error(step, "transient")
                     raise LLMUnavailable(f"{step}: {exc} (mid-answer)") from exc
-                if attempt == self._max_retries:
-                    raise LLMUnavailable(
-                        f"{step}: {exc} (after {self._max_retries + 1} attempts)"
-                    ) from exc
-                delay = self._backoff * 2**attempt
-                log.warning("%s: %s; retry %d in %.1fs", step, exc, attempt + 1, delay)
-                await asyncio.sleep(delay)
+                await self._retry_after(step, exc, attempt)
                 continue
             except LLMError:
                 self.usage.error(step, "failed")
@@ -179,14 +173,7 @@ class LLMClient:
                 async with self._limit:
                     completion = await self.backend.complete(request)
             except LLMTransientError as exc:
-                self.usage.error(step, "transient")
-                if attempt == self._max_retries:
-                    raise LLMUnavailable(
-                        f"{step}: {exc} (after {self._max_retries + 1} attempts)"
-                    ) from exc
-                delay = self._backoff * 2**attempt
-                log.warning("%s: %s; retry %d in %.1fs", step, exc, attempt + 1, delay)
-                await asyncio.sleep(delay)
+                await self._retry_after(step, exc, attempt)
                 continue
             except LLMError:
                 self.usage.error(step, "failed")
@@ -196,6 +183,15 @@ class LLMClient:
             )
             return completion
         raise AssertionError("unreachable")
+
+    async def _retry_after(self, step: str, exc: LLMTransientError, attempt: int) -> None:
+        """Count a transient failure; give up after the last attempt, else back off."""
+        self.usage.error(step, "transient")
+        if attempt == self._max_retries:
+            raise LLMUnavailable(f"{step}: {exc} (after {self._max_retries + 1} attempts)") from exc
+        delay = self._backoff * 2**attempt
+        log.warning("%s: %s; retry %d in %.1fs", step, exc, attempt + 1, delay)
+        await asyncio.sleep(delay)
 
     async def close(self) -> None:
         await self.backend.close()
